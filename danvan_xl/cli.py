@@ -1,0 +1,184 @@
+"""The ``danvan`` command: it only translates between the terminal and the library.
+
+Each command parses options, calls one library function, prints Vietnamese text (or JSON with
+``--json``) and maps the outcome to an exit code: 0 done without errors, 1 done with data errors
+or rejected files, 2 bad usage or configuration. Tracebacks appear only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .cli_vi import install as _install_vietnamese
+from .errors import DanvanError
+from .workspace import DEFAULT_FORM, DEFAULT_YEAR, Workspace, load_workspace
+
+_install_vietnamese()
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class CliError(click.ClickException):
+    """A library error shown as one Vietnamese line, with the library's exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class DanvanGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug")) or os.environ.get("DANVAN_DEBUG") == "1"
+        try:
+            return super().invoke(ctx)
+        except DanvanError as err:
+            if debug:
+                raise
+            raise CliError(str(err), err.exit_code) from err
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as err:
+            if debug:
+                raise
+            raise CliError(
+                f"Lỗi nội bộ của danvan_xl ({type(err).__name__}: {err}). "
+                "Chạy lại với 'danvan --debug …' để xem chi tiết và báo cho người quản trị.", 1
+            ) from err
+
+
+def workspace_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-w", "--workspace", "workspace", type=click.Path(file_okay=False, path_type=Path),
+        default=Path("."), show_default=True, help="Thư mục không gian làm việc (có tệp danvan.toml).",
+    )(fn)
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="In kết quả dạng JSON (cho script).")(fn)
+
+
+def _ws(path: Path) -> Workspace:
+    return load_workspace(path)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _progress(label: str, length: int, quiet: bool = False) -> Any:
+    return click.progressbar(length=length, label=label, file=sys.stderr if not quiet else open(os.devnull, "w"),
+                             show_pos=True, width=30)
+
+
+@click.group(cls=DanvanGroup, context_settings=CONTEXT)
+@click.option("--debug", is_flag=True, help="Hiện chi tiết kỹ thuật (traceback) khi có lỗi.")
+@click.version_option(__version__, prog_name="danvan")
+def main(debug: bool) -> None:
+    """danvan_xl — chu trình báo cáo “Năm Dân vận chính quyền” qua biểu mẫu Excel.
+
+    Sinh biểu mẫu cho từng đơn vị, gửi và thu nhận qua thư điện tử, kiểm tra số liệu,
+    tổng hợp và viết báo cáo theo thể thức Nghị định 30/2020/NĐ-CP.
+
+    \b
+    Bắt đầu nhanh:
+      danvan demo demo-out        # chạy thử toàn bộ chu trình trên huyện mẫu
+      danvan init ws              # tạo không gian làm việc
+      danvan generate -w ws       # sinh biểu mẫu cho các đơn vị
+    """
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--form", "form_ref", default=DEFAULT_FORM, show_default=True,
+              help="Mã biểu mẫu có sẵn hoặc đường dẫn tới thư mục biểu mẫu.")
+@click.option("--year", type=click.IntRange(2000, 2100), default=DEFAULT_YEAR, show_default=True,
+              help="Năm báo cáo.")
+@click.option("--units", "units_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Danh sách đơn vị (CSV); mặc định là huyện mẫu Tam Nông.")
+def init(directory: Path, form_ref: str, year: int, units_file: Path | None) -> None:
+    """Tạo không gian làm việc mới cho một chu kỳ báo cáo.
+
+    Không ghi đè: thư mục phải chưa có hoặc đang trống.
+
+    \b
+    Ví dụ:
+      danvan init ws
+      danvan init ws2021 --year 2021 --units don-vi.csv
+    """
+    from .workspace import init_workspace
+
+    ws = init_workspace(directory, form=form_ref, year=year, units=units_file)
+    register = ws.load_register()
+    form = ws.load_form()
+    click.echo(f"Đã tạo không gian làm việc {ws.root}")
+    click.echo(f"  Biểu mẫu: {form.title} (mã {form.id}, phiên bản {form.version})")
+    click.echo(f"  Năm báo cáo: {ws.year}; hạn nộp: {ws.deadline:%d/%m/%Y}; {len(register)} đơn vị")
+    click.echo(f"  Cấu hình: {ws.config_path}")
+    click.echo(f"Bước tiếp theo: danvan generate -w {directory}")
+
+
+@main.command()
+@workspace_option
+@click.option("--unit", "units", multiple=True, metavar="MÃ", help="Chỉ sinh cho đơn vị này (lặp lại được).")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Thư mục ghi biểu mẫu (mặc định: templates/ trong không gian làm việc).")
+@json_option
+def generate(workspace: Path, units: tuple[str, ...], out_dir: Path | None, as_json: bool) -> None:
+    """Sinh biểu mẫu Excel cho từng đơn vị.
+
+    Mỗi đơn vị một tệp, tên tệp không dấu theo mã đơn vị (ví dụ 2020_TN-VP_…xlsx);
+    tên đơn vị, năm và mã nhận diện nằm bên trong tệp.
+
+    \b
+    Ví dụ:
+      danvan generate -w ws
+      danvan generate -w ws --unit TN-VP --unit 30025 --out-dir gui-lai
+    """
+    from .generate import generate as run
+
+    ws = _ws(workspace)
+    n = len(ws.load_register().select(units))
+    with _progress("Đang sinh biểu mẫu", n, quiet=as_json) as bar:
+        result = run(ws, units, out_dir, progress=lambda _code: bar.update(1))
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    total = sum(f.size for f in result.files)
+    for f in result.files:
+        click.echo(f"  {f.unit_code:<10} {f.path.name}")
+    click.echo(f"Đã sinh {len(result.files)} biểu mẫu vào {result.out_dir} "
+               f"(tổng {total / 1024:,.0f} KB).".replace(",", "."))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def demo(directory: Path) -> None:
+    """Chạy thử toàn bộ chu trình trên huyện mẫu (không cần mạng, không cần cấu hình).
+
+    \b
+    Ví dụ:
+      danvan demo demo-out
+    """
+    from .demo import run_demo
+
+    def say(step: Any) -> None:
+        click.echo(f"✔ {step.title}: {step.detail}")
+        for p in step.outputs:
+            click.echo(f"    → {p}")
+
+    result = run_demo(directory, say)
+    click.echo(f"Xong. Mọi kết quả nằm trong {result.root}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

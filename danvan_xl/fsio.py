@@ -1,0 +1,96 @@
+"""Atomic file output: write to a temporary file in the same folder, fsync, rename.
+
+A crash, a full disk or Ctrl-C never leaves a half-written workbook or report where a good one
+was (reliability.md §0.10); errors become :class:`OutputError` with a Vietnamese message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import OutputError
+
+_REASONS = {
+    errno.ENOSPC: "ổ đĩa đã đầy",
+    errno.EDQUOT: "vượt hạn mức dung lượng",
+    errno.EROFS: "thư mục chỉ cho phép đọc",
+    errno.EACCES: "không có quyền ghi",
+    errno.EPERM: "không có quyền ghi",
+    errno.EFBIG: "tệp vượt giới hạn kích thước cho phép",
+}
+
+
+def describe_os_error(err: OSError) -> str:
+    return _REASONS.get(err.errno or 0, err.strerror or str(err))
+
+
+def ensure_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"Không tạo được thư mục {path}: {describe_os_error(err)}") from err
+    return path
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    fd = -1
+    tmp = ""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+        tmp = ""
+        _fsync_dir(path.parent)
+    except OSError as err:
+        raise OutputError(f"Không ghi được {path}: {describe_os_error(err)}") from err
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_atomic(path, text.encode("utf-8"))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Remove ``.name.*.tmp`` files left by a killed run; returns how many were removed."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for p in folder.glob(".*.tmp"):
+        try:
+            p.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed

@@ -1,0 +1,106 @@
+"""The danvan command: Vietnamese messages, exit codes 0/1/2, help with examples."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from danvan_xl.cli import main
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_init_and_generate(tmp_path):
+    ws = tmp_path / "ws"
+    result = run("init", str(ws))
+    assert result.exit_code == 0, result.output
+    assert "Đã tạo không gian làm việc" in result.output and "25 đơn vị" in result.output
+    result = run("generate", "-w", str(ws))
+    assert result.exit_code == 0, result.output
+    files = sorted((ws / "templates").glob("*.xlsx"))
+    assert len(files) == 25 and all(f.name.isascii() for f in files)
+    assert "Đã sinh 25 biểu mẫu" in result.output
+
+
+def test_generate_selected_units_as_json(tmp_path):
+    ws = tmp_path / "ws"
+    run("init", str(ws))
+    result = run("generate", "-w", str(ws), "--unit", "TN-VP", "--unit", "30025", "--json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    data = json.loads(result.output[result.output.index("{"):])
+    assert [f["unit"] for f in data["files"]] == ["TN-VP", "30025"]
+
+
+def test_unknown_unit_is_a_usage_error_with_suggestion(tmp_path):
+    ws = tmp_path / "ws"
+    run("init", str(ws))
+    result = run("generate", "-w", str(ws), "--unit", "TN-PV")
+    assert result.exit_code == 2
+    assert "không có đơn vị mã 'TN-PV'" in result.output and "có phải" in result.output
+
+
+def test_init_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "notes.txt").write_text("giữ nguyên")
+    result = run("init", str(tmp_path / "ws"))
+    assert result.exit_code == 2
+    assert "không trống" in result.output
+    assert (tmp_path / "ws" / "notes.txt").read_text() == "giữ nguyên"
+    assert not (tmp_path / "ws" / "danvan.toml").exists()
+
+
+def test_missing_workspace_is_a_configuration_error(tmp_path):
+    result = run("generate", "-w", str(tmp_path))
+    assert result.exit_code == 2
+    assert "không phải không gian làm việc" in result.output and "Traceback" not in result.output
+
+
+def test_bad_config_is_reported_in_vietnamese(tmp_path):
+    ws = tmp_path / "ws"
+    run("init", str(ws))
+    cfg = ws / "danvan.toml"
+    cfg.write_text(cfg.read_text().replace("year = 2020", "yaer = 2020"), encoding="utf-8")
+    result = run("generate", "-w", str(ws))
+    assert result.exit_code == 2
+    assert "khoá 'yaer' không hợp lệ — có phải 'year'?" in result.output
+
+
+def test_usage_errors_are_vietnamese():
+    result = run("generate", "--khong-co")
+    assert result.exit_code == 2
+    assert "Không có tùy chọn '--khong-co'" in result.output and "Cách dùng:" in result.output
+
+
+@pytest.mark.parametrize("command", ["init", "generate", "demo"])
+def test_every_command_has_help_with_an_example(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Ví dụ:" in result.output and f"danvan {command}" in result.output
+
+
+def test_demo_runs_and_says_where_outputs_are(tmp_path):
+    result = run("demo", str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    assert "Xong." in result.output and str(tmp_path / "demo") in result.output
+    assert len(list((tmp_path / "demo" / "templates").glob("*.xlsx"))) == 25
+
+
+def test_installed_command_works_from_any_folder(tmp_path):
+    """The bundled form and sample district are found without the source checkout."""
+    exe = Path(sys.executable).with_name("danvan")
+    if not exe.exists():
+        pytest.skip("danvan is not installed as a command in this environment")
+    proc = subprocess.run([str(exe), "init", "ws"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([str(exe), "generate", "-w", "ws", "--unit", "TN-VP"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "ws" / "templates" / "2020_TN-VP_nam-dan-van-chinh-quyen.xlsx").exists()
