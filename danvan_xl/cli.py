@@ -47,6 +47,10 @@ class DanvanGroup(click.Group):
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None
+        except BrokenPipeError:  # output piped into `head` and closed early: not an error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
         except Exception as err:
             if debug:
                 raise
@@ -158,6 +162,131 @@ def generate(workspace: Path, units: tuple[str, ...], out_dir: Path | None, as_j
         click.echo(f"  {f.unit_code:<10} {f.path.name}")
     click.echo(f"Đã sinh {len(result.files)} biểu mẫu vào {result.out_dir} "
                f"(tổng {total / 1024:,.0f} KB).".replace(",", "."))
+
+
+@main.command()
+@workspace_option
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+def collect(workspace: Path, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Thu nhận biểu mẫu đã điền: tệp, thư mục, tệp nén .zip, thư .eml, hộp thư .mbox/Maildir.
+
+    Đơn vị, biểu mẫu và năm được nhận diện theo nội dung tệp, không theo tên tệp. Mỗi tệp một
+    dòng kết quả: đã nhận, trùng, từ chối (kèm lý do) hoặc xung đột. Thu nhận lại cùng thư mục
+    không làm thay đổi gì.
+
+    \b
+    Ví dụ:
+      danvan collect -w ws hop-thu/
+      danvan collect -w ws "Bao cao dan van (1).xlsx" tra-loi.zip thu.eml
+      danvan collect -w ws hop-thu/ --json
+    """
+    from .collect import collect as run
+
+    ws = _ws(workspace)
+    bar = _progress("Đang thu nhận", 1, quiet=as_json)
+    with bar:
+        def tick(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        result = run(ws, list(paths), progress=tick)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        for o in result.outcomes:
+            unit = f" [{o.unit}]" if o.unit else ""
+            counts = f" — {o.errors} lỗi, {o.warnings} cảnh báo" if (o.errors or o.warnings) else ""
+            click.echo(f"{o.outcome_vi:<16} {o.name}{unit}: {o.message}{counts}")
+            for note in o.notes:
+                click.echo(f"{'':<16}   · {note}")
+        click.echo(result.summary())
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@workspace_option
+@json_option
+def status(workspace: Path, as_json: bool) -> None:
+    """Tình hình nộp báo cáo: dự kiến, đã nhận, không lỗi, còn lỗi, nộp muộn; danh sách cần đôn đốc.
+
+    \b
+    Ví dụ:
+      danvan status -w ws
+      danvan status -w ws --json
+    """
+    from .status import chase_list, load_status, summary_counts
+
+    ws = _ws(workspace)
+    statuses = load_status(ws)
+    counts = summary_counts(statuses)
+    chase = chase_list(statuses)
+    if as_json:
+        _echo_json({"units": [s.to_dict() for s in statuses], "totals": counts,
+                    "chase": [s.to_dict() for s in chase]})
+        return
+    click.echo(_status_table(statuses))
+    click.echo(f"Dự kiến {counts['expected']}; đã nhận {counts['received']} (không lỗi {counts['accepted']}, "
+               f"còn lỗi {counts['with_errors']}, xung đột {counts['conflict']}); nộp muộn {counts['late']}; "
+               f"chưa nộp {counts['missing']}.")
+    if chase:
+        click.echo("Cần đôn đốc:")
+        for s in chase:
+            click.echo(f"  {s.unit.code:<10} {s.unit.name} — {s.state_vi} — {s.unit.email or '(chưa có địa chỉ thư)'}")
+
+
+def _status_table(statuses: list[Any]) -> str:
+    header = ("STT", "Mã", "Đơn vị", "Tình trạng", "Ngày nhận", "Bản", "Hạn", "Lỗi", "C.báo")
+    rows = []
+    for i, s in enumerate(statuses, start=1):
+        name = s.unit.name if len(s.unit.name) <= 44 else s.unit.name[:43] + "…"
+        received = s.received_at.strftime("%d/%m/%Y") if s.received_at else ""
+        on_time = "" if s.on_time is None else ("đúng" if s.on_time else "muộn")
+        rows.append((str(i), s.unit.code, name, s.state_vi, received, str(s.version or ""), on_time,
+                     str(s.errors or ""), str(s.warnings or "")))
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("─" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+@main.command()
+@workspace_option
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "xlsx"]), default="csv", show_default=True,
+              help="Định dạng tệp xuất.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Tệp kết quả (mặc định trong reports/).")
+def export(workspace: Path, fmt: str, out: Path | None) -> None:
+    """Xuất số liệu đang dùng: mỗi đơn vị một dòng, mỗi mã trường một cột.
+
+    Ô trống = chưa báo cáo; “không phát sinh” được ghi nguyên văn.
+
+    \b
+    Ví dụ:
+      danvan export -w ws --format xlsx
+      danvan export -w ws --format csv --out so-lieu.csv
+    """
+    from .export import export as run
+
+    path = run(_ws(workspace), fmt, out)
+    click.echo(f"Đã xuất số liệu ra {path}")
+
+
+@main.command()
+@workspace_option
+@click.argument("unit")
+@click.argument("submission_id", type=int)
+def resolve(workspace: Path, unit: str, submission_id: int) -> None:
+    """Chọn một bản nộp khi một đơn vị gửi hai tệp khác nhau (xung đột).
+
+    \b
+    Ví dụ:
+      danvan status -w ws             # xem đơn vị đang xung đột
+      danvan resolve -w ws TN-VP 12   # dùng bản nộp số 12
+    """
+    from .collect import resolve_conflict
+
+    click.echo(resolve_conflict(_ws(workspace), unit, submission_id))
 
 
 @main.command()

@@ -1,0 +1,313 @@
+"""Turn whatever arrived into a stream of candidate files, each with where it came from.
+
+Accepts files, folders, .zip archives (including names without the UTF-8 flag), .eml messages,
+.mbox files and Maildir folders; attachments may themselves be .zip files. Names are metadata
+only — they are NFC-normalised for display and never used as paths. Messages without a usable
+attachment are reported for a human to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.header
+import email.policy
+import email.utils
+import io
+import mailbox
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+from .gate import MB, Rejected, check_zip_members
+from .textnorm import clean_text
+from .workspace import Limits
+
+WORKBOOK_EXTS = (".xlsx", ".xlsm", ".xls", ".ods", ".xltx", ".xlt")
+SKIP_NAMES = (".DS_Store", "Thumbs.db", "desktop.ini")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How a file reached the office."""
+
+    kind: str  # file | zip | email | mbox | maildir | imap
+    path: str = ""  # the file, archive or mailbox on disk
+    member: str = ""  # the name inside a zip or the attachment name
+    sender: str = ""  # e-mail address
+    sender_name: str = ""
+    date: dt.datetime | None = None  # e-mail Date header
+    message_id: str = ""
+    subject: str = ""
+
+    def describe(self) -> str:
+        if self.kind in ("email", "mbox", "maildir", "imap"):
+            when = self.date.strftime("%d/%m/%Y %H:%M") if self.date else "không rõ ngày"
+            return f"thư từ {self.sender or 'không rõ người gửi'}, {when}"
+        if self.kind == "zip":
+            return f"{self.path} › {self.member}"
+        return self.path
+
+
+@dataclass(frozen=True)
+class Item:
+    """One candidate file or one message without a usable attachment.
+
+    Plain files are read lazily (``path``) so that listing 10,000 files costs no memory; members
+    of archives and attachments are already in memory (``data``).
+    """
+
+    name: str  # display name (NFC), never a path
+    data: bytes | None
+    origin: Origin
+    received_at: dt.datetime
+    problem: str = ""  # set when there is nothing to collect (e.g. a message with no attachment)
+    path: Path | None = None
+
+    def load(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        return self.path.read_bytes()
+
+
+def expand(paths: list[Path], limits: Limits) -> Iterator[Item]:
+    """Yield items from every path, in a stable order (sorted folders)."""
+    for path in paths:
+        yield from _expand_path(Path(path), limits)
+
+
+def _expand_path(path: Path, limits: Limits) -> Iterator[Item]:
+    if path.is_dir():
+        if all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+            yield from _maildir(path, limits)
+            return
+        for child in sorted(path.rglob("*"), key=lambda p: str(p)):
+            if child.is_file() and not _skipped(child):
+                yield from _expand_file(child, limits)
+        return
+    if not path.exists():
+        yield Item(path.name, None, Origin("file", str(path)), _now(), problem="không tìm thấy tệp hoặc thư mục")
+        return
+    yield from _expand_file(path, limits)
+
+
+def _skipped(path: Path) -> bool:
+    name = path.name
+    return name in SKIP_NAMES or name.startswith("~$") or name.startswith(".~lock") or any(
+        part.startswith(".") for part in path.parts[-1:])
+
+
+def _expand_file(path: Path, limits: Limits) -> Iterator[Item]:
+    try:
+        stat = path.stat()
+    except OSError as err:
+        yield Item(path.name, None, Origin("file", str(path)), _now(), problem=f"không đọc được tệp ({err.strerror})")
+        return
+    mtime = dt.datetime.fromtimestamp(stat.st_mtime).replace(microsecond=0)
+    name = clean_text(path.name, multiline=False)
+    suffix = path.suffix.lower()
+    if stat.st_size > limits.max_file_mb * MB * 4:
+        yield Item(name, None, Origin("file", str(path)), mtime,
+                   problem=f"tệp nặng {stat.st_size / MB:.0f} MB, quá lớn để là báo cáo; đã bỏ qua")
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as err:
+        yield Item(name, None, Origin("file", str(path)), mtime, problem=f"không đọc được tệp ({err.strerror})")
+        return
+    if suffix == ".mbox" or (suffix not in WORKBOOK_EXTS and head.startswith(b"From ") and b"\n" in head):
+        yield from _mbox(path, limits)
+        return
+    if suffix == ".eml" or (suffix not in WORKBOOK_EXTS and _looks_like_email(head)):
+        data = path.read_bytes()
+        yield from _message(email.message_from_bytes(data, policy=email.policy.default), Origin("email", str(path)), limits)
+        return
+    if head.startswith(b"PK\x03\x04") and suffix not in WORKBOOK_EXTS:
+        data = path.read_bytes()
+        if _is_plain_zip(data):
+            yield from _zip_members(data, Origin("zip", str(path)), mtime, limits)
+            return
+    yield Item(name, None, Origin("file", str(path)), mtime, path=path)
+
+
+def _looks_like_email(data: bytes) -> bool:
+    head = data[:2048]
+    return any(head.startswith(h) or b"\n" + h in head for h in (b"From:", b"Received:", b"Return-Path:", b"MIME-Version:"))
+
+
+def _is_plain_zip(data: bytes) -> bool:
+    """A zip archive that is not itself an OOXML or ODF document."""
+    if not data.startswith(b"PK\x03\x04"):
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return "[Content_Types].xml" not in names and "mimetype" not in names
+
+
+def member_name(info: zipfile.ZipInfo) -> str:
+    """Repair names stored without the UTF-8 flag (Windows tools): CP437 → UTF-8, else CP1258."""
+    name = info.filename
+    if not info.flag_bits & 0x800:
+        raw = name.encode("cp437", "replace")
+        for codec in ("utf-8", "cp1258"):
+            try:
+                name = raw.decode(codec)
+                break
+            except UnicodeDecodeError:
+                continue
+    return clean_text(name, multiline=False)
+
+
+def _zip_members(data: bytes, origin: Origin, when: dt.datetime, limits: Limits, depth: int = 0) -> Iterator[Item]:
+    label = origin.member or Path(origin.path).name
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+        check_zip_members(infos, len(data), limits)
+    except Rejected as rej:
+        yield Item(label, None, origin, when, problem=f"tệp nén bị từ chối: {rej.message}")
+        return
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        yield Item(label, None, origin, when, problem=f"tệp nén bị hỏng ({err})")
+        return
+    for info in sorted(infos, key=lambda i: i.filename):
+        if info.is_dir():
+            continue
+        name = member_name(info)
+        base = name.rsplit("/", 1)[-1]
+        if not base or base in SKIP_NAMES or base.startswith((".", "~$")) or name.startswith("__MACOSX/"):
+            continue
+        member_origin = Origin(origin.kind if origin.kind != "file" else "zip", origin.path,
+                               f"{origin.member} › {name}" if origin.member else name, origin.sender,
+                               origin.sender_name, origin.date, origin.message_id, origin.subject)
+        try:
+            content = zf.read(info)
+        except Exception as err:  # corrupt deflate data, CRC errors, lying sizes
+            yield Item(base, None, member_origin, when, problem=f"không giải nén được ({type(err).__name__})")
+            continue
+        stamp = _zip_time(info) or when
+        if depth == 0 and _is_plain_zip(content):
+            yield from _zip_members(content, member_origin, stamp, limits, depth + 1)
+        else:
+            yield Item(base, content, member_origin, stamp if origin.kind in ("file", "zip") else when)
+
+
+def _zip_time(info: zipfile.ZipInfo) -> dt.datetime | None:
+    try:
+        return dt.datetime(*info.date_time)
+    except ValueError:
+        return None
+
+
+def _mbox(path: Path, limits: Limits) -> Iterator[Item]:
+    box = mailbox.mbox(path, factory=lambda f: email.message_from_binary_file(f, policy=email.policy.default), create=False)
+    try:
+        for key in sorted(box.keys()):
+            yield from _message(box[key], Origin("mbox", str(path)), limits)
+    finally:
+        box.close()
+
+
+def _maildir(path: Path, limits: Limits) -> Iterator[Item]:
+    box = mailbox.Maildir(path, factory=lambda f: email.message_from_binary_file(f, policy=email.policy.default),
+                          create=False)
+    for key in sorted(box.keys()):
+        yield from _message(box[key], Origin("maildir", str(path)), limits)
+
+
+def message_items(raw: bytes, origin: Origin, limits: Limits) -> Iterator[Item]:
+    """Items of one raw RFC 822 message (used by fetch-mail)."""
+    yield from _message(email.message_from_bytes(raw, policy=email.policy.default), origin, limits)
+
+
+def _message(msg: Message, base: Origin, limits: Limits) -> Iterator[Item]:
+    name, address = email.utils.parseaddr(str(msg.get("From", "")))
+    date = _message_date(msg)
+    origin = Origin(base.kind, base.path, "", address.lower(), clean_text(_decode(name), multiline=False), date,
+                    str(msg.get("Message-ID", "")).strip(), clean_text(_decode(str(msg.get("Subject", ""))), multiline=False))
+    when = date or _now()
+    found = False
+    for part in _attachments(msg):
+        filename = attachment_name(part)
+        try:
+            payload = part.get_payload(decode=True) or b""
+        except Exception:  # malformed transfer encoding
+            payload = b""
+        if not payload:
+            continue
+        found = True
+        att_origin = Origin(origin.kind, origin.path, filename, origin.sender, origin.sender_name, origin.date,
+                            origin.message_id, origin.subject)
+        if _is_plain_zip(payload):
+            yield from _zip_members(payload, att_origin, when, limits)
+        else:
+            yield Item(filename, payload, att_origin, when)
+    if not found:
+        subject = origin.subject or "(không tiêu đề)"
+        yield Item(subject, None, origin, when, problem="thư không có tệp đính kèm dùng được; cần người xem")
+
+
+def _attachments(msg: Message) -> Iterator[Message]:
+    """Every leaf part that is an attachment or carries a file name (also inside forwarded messages)."""
+    for part in msg.walk():
+        if part.is_multipart() or part.get_content_type() == "message/rfc822":
+            continue
+        if part.get_content_disposition() == "attachment" or attachment_name(part, default=""):
+            yield part
+
+
+def attachment_name(part: Message, default: str = "tep-dinh-kem") -> str:
+    """The attachment's file name, decoded from RFC 2231 or an encoded-word, NFC, never a path."""
+    raw = part.get_filename() or ""
+    if not raw:
+        ctype_name = part.get_param("name")
+        raw = ctype_name if isinstance(ctype_name, str) else ""
+    name = _decode(raw) if raw.startswith("=?") or "=?" in raw else raw
+    name = clean_text(name, multiline=False).replace("\\", "/").rsplit("/", 1)[-1]
+    return name or default
+
+
+def _decode(value: str) -> str:
+    if "=?" not in value:
+        return value
+    try:
+        parts = email.header.decode_header(value)
+    except Exception:  # malformed encoded words: keep the text as it is
+        return value
+    out = []
+    for text, charset in parts:
+        if isinstance(text, bytes):
+            try:
+                out.append(text.decode(charset or "utf-8", "replace"))
+            except LookupError:
+                out.append(text.decode("utf-8", "replace"))
+        else:
+            out.append(text)
+    return "".join(out)
+
+
+def _message_date(msg: Message) -> dt.datetime | None:
+    raw = msg.get("Date")
+    if not raw:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(str(raw))
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone().replace(tzinfo=None)
+    return parsed.replace(microsecond=0)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now().replace(microsecond=0)
+
+
+__all__ = ["Item", "Origin", "attachment_name", "expand", "member_name", "message_items"]

@@ -1,0 +1,564 @@
+"""The submission ledger: a SQLite file in the workspace that keeps everything that arrived.
+
+Guarantees (design.md §3.5, reliability.md §3):
+
+* every received file's original bytes are archived content-addressed (``archive/ab/<sha256>``),
+  written before the database row that refers to them, and never overwritten;
+* every version of every unit's submission is kept, with its source, time and outcome; the
+  current version per (unit, form, year) is explicit in ``current``;
+* writes happen in ``BEGIN IMMEDIATE`` transactions — a crash leaves the ledger as it was before
+  the group being processed; WAL mode, busy timeout; ``events`` is append-only (triggers);
+* a process-level lock file serialises writing commands; a stale lock from a killed run is
+  released by the kernel (flock);
+* a corrupt ledger file is detected on open and reported, never silently recreated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import LedgerBusy, LedgerError, OutputError
+from .expr import NA
+from .findings import Finding
+from .fsio import describe_os_error, ensure_dir
+from .submission import Submission, SubmissionData, Value
+from .vocabulary import Severity, ValueState
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+  id INTEGER PRIMARY KEY, command TEXT NOT NULL, started_at TEXT NOT NULL, host TEXT, pid INTEGER);
+CREATE TABLE IF NOT EXISTS blobs(
+  sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, kind TEXT, first_seen TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries(
+  id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, sha256 TEXT, name TEXT NOT NULL, origin_kind TEXT NOT NULL,
+  origin TEXT NOT NULL, sender TEXT, message_id TEXT, received_at TEXT NOT NULL, outcome TEXT NOT NULL,
+  code TEXT, message TEXT NOT NULL, unit_code TEXT, submission_id INTEGER, notes TEXT);
+CREATE INDEX IF NOT EXISTS deliveries_sha ON deliveries(sha256);
+CREATE TABLE IF NOT EXISTS submissions(
+  id INTEGER PRIMARY KEY, unit_code TEXT NOT NULL, form_id TEXT NOT NULL, form_version TEXT NOT NULL,
+  definition_hash TEXT NOT NULL, year INTEGER NOT NULL, sha256 TEXT NOT NULL, content_hash TEXT NOT NULL,
+  received_at TEXT NOT NULL, source TEXT NOT NULL, file_format TEXT NOT NULL, state TEXT NOT NULL,
+  supersedes_id INTEGER, created_at TEXT NOT NULL, run_id INTEGER NOT NULL, notes TEXT, data_json TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS submissions_unit ON submissions(form_id, year, unit_code);
+CREATE TABLE IF NOT EXISTS submission_values(
+  submission_id INTEGER NOT NULL, field TEXT NOT NULL, row INTEGER NOT NULL, col TEXT NOT NULL, state TEXT NOT NULL,
+  num REAL, text TEXT, raw TEXT, sheet TEXT, cell TEXT, PRIMARY KEY(submission_id, field, row, col));
+CREATE TABLE IF NOT EXISTS checks(
+  id INTEGER PRIMARY KEY, submission_id INTEGER NOT NULL, run_id INTEGER NOT NULL, created_at TEXT NOT NULL,
+  definition_hash TEXT NOT NULL, errors INTEGER NOT NULL, warnings INTEGER NOT NULL, digest TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS checks_sub ON checks(submission_id);
+CREATE TABLE IF NOT EXISTS findings(
+  id INTEGER PRIMARY KEY, check_id INTEGER NOT NULL, submission_id INTEGER NOT NULL, code TEXT NOT NULL,
+  severity TEXT NOT NULL, message TEXT NOT NULL, file TEXT, sheet TEXT, cell TEXT, field TEXT, rule TEXT,
+  left_value TEXT, right_value TEXT, justification TEXT);
+CREATE INDEX IF NOT EXISTS findings_check ON findings(check_id);
+CREATE TABLE IF NOT EXISTS current(
+  unit_code TEXT NOT NULL, form_id TEXT NOT NULL, year INTEGER NOT NULL, submission_id INTEGER NOT NULL,
+  PRIMARY KEY(unit_code, form_id, year));
+CREATE TABLE IF NOT EXISTS events(
+  id INTEGER PRIMARY KEY, ts TEXT NOT NULL, run_id INTEGER, kind TEXT NOT NULL, unit_code TEXT, subject TEXT,
+  details TEXT);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TABLE IF NOT EXISTS mail_log(
+  id INTEGER PRIMARY KEY, run_id INTEGER, kind TEXT NOT NULL, unit_code TEXT NOT NULL, to_addr TEXT NOT NULL,
+  message_id TEXT NOT NULL, attachment_sha256 TEXT, subject TEXT, sent_at TEXT NOT NULL, status TEXT NOT NULL,
+  error TEXT);
+CREATE INDEX IF NOT EXISTS mail_log_unit ON mail_log(kind, unit_code);
+CREATE TABLE IF NOT EXISTS imap_seen(
+  account TEXT NOT NULL, folder TEXT NOT NULL, uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+  message_id TEXT, seen_at TEXT NOT NULL, PRIMARY KEY(account, folder, uidvalidity, uid));
+"""
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now().replace(microsecond=0)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------ (de)serialising submissions
+
+def _encode_value(v: Value) -> list[Any]:
+    value = v.value
+    if isinstance(value, dt.date):
+        value = {"date": value.isoformat()}
+    return [v.state.value, value, v.raw, v.sheet, v.cell]
+
+
+def _decode_value(field: str, item: list[Any]) -> Value:
+    state, value, raw, sheet, cell = item
+    if isinstance(value, dict) and "date" in value:
+        value = dt.date.fromisoformat(value["date"])
+    return Value(field, ValueState(state), value, raw, sheet, cell)
+
+
+def encode_data(data: SubmissionData) -> str:
+    return json.dumps({
+        "unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
+        "definition_hash": data.definition_hash, "year": data.year,
+        "values": {k: _encode_value(v) for k, v in sorted(data.values.items())},
+        "tables": {t: [{c: _encode_value(v) for c, v in sorted(row.items())} for row in rows]
+                   for t, rows in sorted(data.tables.items())},
+        "justifications": dict(sorted(data.justifications.items())),
+    }, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def decode_data(text: str) -> SubmissionData:
+    d = json.loads(text)
+    return SubmissionData(
+        d["unit_code"], d["form_id"], d["form_version"], d["definition_hash"], d["year"],
+        {k: _decode_value(k, v) for k, v in d["values"].items()},
+        {t: [{c: _decode_value(c, v) for c, v in row.items()} for row in rows] for t, rows in d["tables"].items()},
+        dict(d["justifications"]),
+    )
+
+
+def content_hash(data: SubmissionData) -> str:
+    """Equal for two files that carry the same values (e.g. the same workbook re-saved)."""
+    canon = json.loads(encode_data(data))
+    for v in canon["values"].values():
+        v[3:] = []  # positions do not change content
+    for rows in canon["tables"].values():
+        for row in rows:
+            for v in row.values():
+                v[3:] = []
+    return sha256(json.dumps(canon, sort_keys=True, ensure_ascii=False).encode())
+
+
+# ------------------------------------------------------------------ the lock
+
+class WorkspaceLock:
+    """An exclusive flock on ``.danvan.lock``; waits up to ``wait`` seconds, then refuses clearly."""
+
+    def __init__(self, path: Path, command: str, wait: float = 30.0) -> None:
+        self.path, self.command, self.wait = path, command, wait
+        self.fd = -1
+
+    def __enter__(self) -> WorkspaceLock:
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise OutputError(f"Không tạo được tệp khoá {self.path}: {describe_os_error(err)}") from err
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = self._holder()
+                    os.close(self.fd)
+                    self.fd = -1
+                    raise LedgerBusy(
+                        f"Không gian làm việc đang được một lệnh khác dùng ({holder}); đã chờ {self.wait:g} giây. "
+                        "Hãy chạy lại sau khi lệnh kia kết thúc.") from None
+                time.sleep(0.05)
+        info = f"{self.command}, tiến trình {os.getpid()} trên máy {socket.gethostname()}, bắt đầu {now():%H:%M:%S %d/%m/%Y}"
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, info.encode("utf-8"), 0)
+        return self
+
+    def _holder(self) -> str:
+        try:
+            text = os.pread(self.fd, 500, 0).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        return text or "không rõ lệnh"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+
+# ------------------------------------------------------------------ the ledger
+
+@dataclass(frozen=True)
+class Delivery:
+    """A received file and what happened to it (one row of ``deliveries``)."""
+
+    name: str
+    origin_kind: str
+    origin: str
+    received_at: dt.datetime
+    outcome: str
+    message: str
+    sha: str | None = None
+    code: str = ""
+    sender: str = ""
+    message_id: str = ""
+    unit_code: str = ""
+    submission_id: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+class Ledger:
+    """Open with :meth:`open` (read-write, creates the schema) or :meth:`open_readonly`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, archive: Path | None) -> None:
+        self.conn = conn
+        self.path = path
+        self.archive = archive
+        self._run_id: int | None = None
+        self.command = ""
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, archive: Path, command: str = "") -> Ledger:
+        existed = path.exists() and path.stat().st_size > 0
+        conn = _connect(path)
+        if existed:
+            _verify(conn, path)
+        try:
+            conn.executescript("PRAGMA journal_mode=WAL;")
+            with conn:
+                conn.executescript(SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            raise _db_error(path, err) from err
+        ledger = cls(conn, path, archive)
+        ledger.command = command
+        return ledger
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Ledger:
+        if not path.exists():
+            raise LedgerError(f"Chưa có sổ cái {path}: chưa thu nhận tệp nào (chạy danvan collect trước).")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+        except sqlite3.DatabaseError as err:
+            raise _db_error(path, err) from err
+        _verify(conn, path)
+        return cls(conn, path, None)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as err:
+            raise _db_error(self.path, err) from err
+        try:
+            yield self.conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError as err:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+                raise _db_error(self.path, err) from err
+
+    def run_id(self, conn: sqlite3.Connection) -> int:
+        """The current run's id, created lazily inside the first transaction that stores something."""
+        if self._run_id is None:
+            cur = conn.execute("INSERT INTO runs(command, started_at, host, pid) VALUES (?,?,?,?)",
+                               (self.command, _iso(now()), socket.gethostname(), os.getpid()))
+            self._run_id = int(cur.lastrowid or 0)
+        return self._run_id
+
+    def event(self, conn: sqlite3.Connection, kind: str, unit: str = "", subject: str = "", **details: Any) -> None:
+        conn.execute("INSERT INTO events(ts, run_id, kind, unit_code, subject, details) VALUES (?,?,?,?,?,?)",
+                     (_iso(now()), self.run_id(conn), kind, unit, subject,
+                      json.dumps(details, ensure_ascii=False, default=str, sort_keys=True)))
+
+    # -- archive ---------------------------------------------------------------------------
+    def archive_path(self, digest: str) -> Path:
+        assert self.archive is not None
+        return self.archive / digest[:2] / digest
+
+    def archive_bytes(self, data: bytes, digest: str) -> Path:
+        """Write the original bytes once (temp + fsync + rename), read-only. Safe to repeat."""
+        target = self.archive_path(digest)
+        if target.exists() and target.stat().st_size == len(data):
+            return target
+        ensure_dir(target.parent)
+        tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise OutputError(f"Không lưu được bản gốc vào {self.archive}: {describe_os_error(err)}") from err
+        return target
+
+    # -- queries ------------------------------------------------------------------------------
+    def seen_sha(self, digest: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT d.*, s.unit_code AS sub_unit FROM deliveries d LEFT JOIN submissions s ON s.id = d.submission_id "
+            "WHERE d.sha256 = ? ORDER BY d.id LIMIT 1", (digest,)).fetchone()
+
+    def current_row(self, unit: str, form_id: str, year: int) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT s.* FROM current c JOIN submissions s ON s.id = c.submission_id "
+            "WHERE c.unit_code = ? AND c.form_id = ? AND c.year = ?", (unit, form_id, year)).fetchone()
+
+    def submission(self, submission_id: int) -> Submission:
+        row = self.conn.execute("SELECT * FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"Không có bản nộp số {submission_id}")
+        return self._submission(row)
+
+    def _submission(self, row: sqlite3.Row) -> Submission:
+        errors, warnings = self._counts(row["id"])
+        return Submission(
+            id=row["id"], unit_code=row["unit_code"], received_at=dt.datetime.fromisoformat(row["received_at"]),
+            source=row["source"], sha256=row["sha256"], state=row["state"], data=decode_data(row["data_json"]),
+            errors=errors, warnings=warnings, file_format=row["file_format"],
+            notes=tuple(json.loads(row["notes"] or "[]")),
+        )
+
+    def _counts(self, submission_id: int) -> tuple[int, int]:
+        check = self.latest_check(submission_id)
+        if check is None:
+            return 0, 0
+        return int(check["errors"]), int(check["warnings"])
+
+    def latest_check(self, submission_id: int) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM checks WHERE submission_id = ? ORDER BY id DESC LIMIT 1",
+                                 (submission_id,)).fetchone()
+
+    def current_submissions(self, form_id: str, year: int) -> list[Submission]:
+        rows = self.conn.execute(
+            "SELECT s.* FROM current c JOIN submissions s ON s.id = c.submission_id "
+            "WHERE c.form_id = ? AND c.year = ? ORDER BY s.unit_code", (form_id, year)).fetchall()
+        return [self._submission(r) for r in rows]
+
+    def submissions_of(self, unit: str, form_id: str, year: int) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM submissions WHERE unit_code = ? AND form_id = ? AND year = ? ORDER BY id",
+            (unit, form_id, year)).fetchall()
+
+    def conflicts(self, form_id: str, year: int) -> dict[str, list[sqlite3.Row]]:
+        out: dict[str, list[sqlite3.Row]] = {}
+        for row in self.conn.execute("SELECT * FROM submissions WHERE form_id = ? AND year = ? AND state = 'conflict' "
+                                     "ORDER BY id", (form_id, year)):
+            out.setdefault(row["unit_code"], []).append(row)
+        return out
+
+    def current_values(self, form_id: str, year: int) -> dict[str, dict[str, Any]]:
+        """unit → field → plain value (``NA`` for không phát sinh) of the current submissions."""
+        return {s.unit_code: s.data.plain() for s in self.current_submissions(form_id, year)}
+
+    def findings(self, submission_id: int) -> list[Finding]:
+        check = self.latest_check(submission_id)
+        if check is None:
+            return []
+        rows = self.conn.execute("SELECT * FROM findings WHERE check_id = ? ORDER BY id", (check["id"],)).fetchall()
+        return [_finding(r) for r in rows]
+
+    def deliveries(self, run_only: bool = False) -> list[sqlite3.Row]:
+        if run_only and self._run_id is None:
+            return []
+        if run_only:
+            return self.conn.execute("SELECT * FROM deliveries WHERE run_id = ? ORDER BY id", (self._run_id,)).fetchall()
+        return self.conn.execute("SELECT * FROM deliveries ORDER BY id").fetchall()
+
+    # -- writes ----------------------------------------------------------------------------------
+    def add_blob(self, conn: sqlite3.Connection, digest: str, size: int, kind: str) -> None:
+        conn.execute("INSERT OR IGNORE INTO blobs VALUES (?,?,?,?)", (digest, size, kind, _iso(now())))
+
+    def add_delivery(self, conn: sqlite3.Connection, d: Delivery) -> int:
+        cur = conn.execute(
+            "INSERT INTO deliveries(run_id, sha256, name, origin_kind, origin, sender, message_id, received_at, outcome, "
+            "code, message, unit_code, submission_id, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (self.run_id(conn), d.sha, d.name, d.origin_kind, d.origin, d.sender, d.message_id, _iso(d.received_at),
+             d.outcome, d.code, d.message, d.unit_code, d.submission_id, json.dumps(list(d.notes), ensure_ascii=False)))
+        return int(cur.lastrowid or 0)
+
+    def add_submission(
+        self, conn: sqlite3.Connection, data: SubmissionData, *, digest: str, chash: str, received_at: dt.datetime,
+        source: str, file_format: str, state: str, supersedes: int | None, notes: Sequence[str],
+    ) -> int:
+        cur = conn.execute(
+            "INSERT INTO submissions(unit_code, form_id, form_version, definition_hash, year, sha256, content_hash, "
+            "received_at, source, file_format, state, supersedes_id, created_at, run_id, notes, data_json) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (data.unit_code, data.form_id, data.form_version, data.definition_hash, data.year, digest, chash,
+             _iso(received_at), source, file_format, state, supersedes, _iso(now()), self.run_id(conn),
+             json.dumps(list(notes), ensure_ascii=False), encode_data(data)))
+        sid = int(cur.lastrowid or 0)
+        rows = []
+        for fid, v in data.values.items():
+            rows.append((sid, fid, 0, "", *_value_columns(v)))
+        for tid, table_rows in data.tables.items():
+            for i, row in enumerate(table_rows, start=1):
+                for col, v in row.items():
+                    rows.append((sid, tid, i, col, *_value_columns(v)))
+        conn.executemany("INSERT INTO submission_values VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        return sid
+
+    def set_current(self, conn: sqlite3.Connection, unit: str, form_id: str, year: int, submission_id: int) -> None:
+        conn.execute("INSERT INTO current VALUES (?,?,?,?) ON CONFLICT(unit_code, form_id, year) "
+                     "DO UPDATE SET submission_id = excluded.submission_id", (unit, form_id, year, submission_id))
+
+    def set_state(self, conn: sqlite3.Connection, submission_id: int, state: str) -> None:
+        conn.execute("UPDATE submissions SET state = ? WHERE id = ?", (state, submission_id))
+
+    def store_check(self, conn: sqlite3.Connection, submission_id: int, definition_hash: str,
+                    findings: Sequence[Finding]) -> bool:
+        """Store a check result; returns False (and stores nothing) when it equals the latest one."""
+        digest = sha256(json.dumps([f.to_dict() for f in findings], sort_keys=True, ensure_ascii=False,
+                                   default=str).encode())
+        latest = self.latest_check(submission_id)
+        if latest is not None and latest["digest"] == digest and latest["definition_hash"] == definition_hash:
+            return False
+        errors = sum(1 for f in findings if f.severity == Severity.ERROR)
+        warnings = sum(1 for f in findings if f.severity == Severity.WARNING and not f.accepted)
+        cur = conn.execute("INSERT INTO checks(submission_id, run_id, created_at, definition_hash, errors, warnings, digest) "
+                           "VALUES (?,?,?,?,?,?,?)",
+                           (submission_id, self.run_id(conn), _iso(now()), definition_hash, errors, warnings, digest))
+        check_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO findings(check_id, submission_id, code, severity, message, file, sheet, cell, field, rule, "
+            "left_value, right_value, justification) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(check_id, submission_id, f.code, f.severity.value, f.message, f.file, f.sheet, f.cell, f.field, f.rule,
+              _json(f.left), _json(f.right), f.justification) for f in findings])
+        return True
+
+    # -- mail -------------------------------------------------------------------------------------
+    def mail_sent(self, kind: str, unit: str, attachment_sha: str | None) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM mail_log WHERE kind = ? AND unit_code = ? AND status = 'sent' AND "
+            "(attachment_sha256 IS ? OR attachment_sha256 = ?) ORDER BY id DESC LIMIT 1",
+            (kind, unit, attachment_sha, attachment_sha)).fetchone()
+
+    def log_mail(self, kind: str, unit: str, to_addr: str, message_id: str, attachment_sha: str | None,
+                 subject: str, status: str, error: str = "") -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO mail_log(run_id, kind, unit_code, to_addr, message_id, attachment_sha256, subject, "
+                         "sent_at, status, error) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         (self.run_id(conn), kind, unit, to_addr, message_id, attachment_sha, subject, _iso(now()),
+                          status, error))
+            self.event(conn, f"mail-{status}", unit, message_id, kind=kind, to=to_addr, error=error)
+
+    def imap_seen(self, account: str, folder: str, uidvalidity: int) -> set[int]:
+        rows = self.conn.execute("SELECT uid FROM imap_seen WHERE account = ? AND folder = ? AND uidvalidity = ?",
+                                 (account, folder, uidvalidity)).fetchall()
+        return {int(r["uid"]) for r in rows}
+
+    def mark_imap_seen(self, conn: sqlite3.Connection, account: str, folder: str, uidvalidity: int, uid: int,
+                       message_id: str) -> None:
+        conn.execute("INSERT OR IGNORE INTO imap_seen VALUES (?,?,?,?,?,?)",
+                     (account, folder, uidvalidity, uid, message_id, _iso(now())))
+
+    # -- maintenance -------------------------------------------------------------------------------
+    def integrity_check(self) -> str:
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _value_columns(v: Value) -> tuple[Any, ...]:
+    num = v.value if isinstance(v.value, int | float) and not isinstance(v.value, bool) else None
+    text = None
+    if v.state == ValueState.NA:
+        text = "không phát sinh"
+    elif isinstance(v.value, dt.date):
+        text = v.value.isoformat()
+    elif isinstance(v.value, str):
+        text = v.value
+    return (v.state.value, num, text, v.raw, v.sheet, v.cell)
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value is NA:
+        return json.dumps("không phát sinh", ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _finding(row: sqlite3.Row) -> Finding:
+    def load(text: str | None) -> Any:
+        return None if text is None else json.loads(text)
+
+    return Finding(row["code"], Severity(row["severity"]), row["message"], row["file"] or "", row["sheet"] or "",
+                   row["cell"] or "", row["field"] or "", row["rule"] or "", load(row["left_value"]),
+                   load(row["right_value"]), "", row["justification"] or "")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        ensure_dir(path.parent)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.DatabaseError as err:
+        raise _db_error(path, err) from err
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _verify(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError as err:
+        conn.close()
+        raise _db_error(path, err) from err
+    if result != "ok":
+        conn.close()
+        raise LedgerError(f"Sổ cái {path} bị hỏng ({result}). Không tự tạo lại để tránh mất dữ liệu: hãy khôi phục từ "
+                          "bản sao lưu, hoặc chuyển tệp hỏng sang chỗ khác rồi thu nhận lại từ thư mục archive/.")
+    if version is None or int(version[0]) > SCHEMA_VERSION:
+        conn.close()
+        raise LedgerError(f"Sổ cái {path} được tạo bởi phiên bản danvan_xl mới hơn (lược đồ {version[0] if version else '?'}).")
+
+
+def _db_error(path: Path, err: sqlite3.DatabaseError) -> LedgerError:
+    text = str(err)
+    if "locked" in text or "busy" in text:
+        return LedgerBusy(f"Sổ cái {path} đang bị một chương trình khác khoá; hãy thử lại sau.")
+    if "full" in text:
+        return LedgerError(f"Không ghi được sổ cái {path}: ổ đĩa đã đầy. Không có thay đổi nào được lưu.")
+    if "readonly" in text or "read-only" in text:
+        return LedgerError(f"Không ghi được sổ cái {path}: thư mục hoặc tệp chỉ cho phép đọc.")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return LedgerError(f"Sổ cái {path} bị hỏng ({text}). Không tự tạo lại để tránh mất dữ liệu: hãy khôi phục từ "
+                           "bản sao lưu, hoặc chuyển tệp hỏng sang chỗ khác rồi thu nhận lại từ thư mục archive/.")
+    return LedgerError(f"Lỗi sổ cái {path}: {text}")

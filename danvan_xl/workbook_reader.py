@@ -1,0 +1,420 @@
+"""Read a returned workbook (xlsx, xlsm, ods, xls) into a :class:`SubmissionData`.
+
+Runs inside an isolated worker process (see :mod:`isolation`): a hostile file may crash the
+native reader, and that must only cost this one file. Identity comes from the content — the
+``_meta`` sheet, else the custom document properties, else the pre-filled unit cells — never from
+the file name. Values are read by defined name, falling back to the template's known positions
+when a program dropped the names (the outcome says so). Everything Excel was supposed to enforce
+is checked again by :mod:`cells`.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import python_calamine
+
+from . import cells
+from .findings import Finding
+from .form import Form
+from .gate import Rejected, Sniffed
+from .layout import Cell, Layout, build_layout, col_letter
+from .submission import SubmissionData, Value
+from .textnorm import clean_text, match_key
+from .vocabulary import PROP_PREFIX, SHEET_CHECKS, SHEET_META, Severity
+from .workspace import Limits
+
+_REF = re.compile(r"^'?(?P<sheet>[^'!]+)'?!\$?(?P<col>[A-Z]{1,3})\$?(?P<row>\d+)(?::\$?[A-Z]{1,3}\$?\d+)?$")
+_ODS_REF = re.compile(r"^\$?'?(?P<sheet>[^'.]+)'?\.\$?(?P<col>[A-Z]{1,3})\$?(?P<row>\d+)")
+_DTD = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
+_DEFINED = re.compile(rb'<definedName[^>]*\bname="([^"]+)"[^>]*>([^<]*)</definedName>')
+_ODS_NAMED = re.compile(rb'<table:named-range[^>]*?table:name="([^"]+)"[^>]*?table:cell-range-address="([^"]+)"'
+                        rb'|<table:named-range[^>]*?table:cell-range-address="([^"]+)"[^>]*?table:name="([^"]+)"')
+_CUSTOM_XLSX = re.compile(rb'<property[^>]*\bname="([^"]+)"[^>]*>\s*<vt:[a-z0-9]+>([^<]*)</vt:')
+_CUSTOM_ODS = re.compile(rb'<meta:user-defined[^>]*meta:name="([^"]+)"[^>]*>([^<]*)</meta:user-defined>')
+_CELL_XML = re.compile(rb'<c r="([A-Z]{1,3})([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)', re.DOTALL)
+_ROW_ATTR = re.compile(rb'<row [^>]*?r="([0-9]+)"')
+_WIDE_CELL = re.compile(rb'<c r="([A-Z]{2,3})([0-9]+)"')  # columns beyond Z: rare in a template, cheap to find
+_SHEET_REL = re.compile(rb'<sheet [^>]*?name="([^"]+)"[^>]*?r:id="([^"]+)"')
+_REL = re.compile(rb'<Relationship [^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"'
+                  rb'|<Relationship [^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"')
+
+
+@dataclass
+class Book:
+    """The parts of a workbook the reader needs, whatever program saved it."""
+
+    kind: str
+    sheet_names: list[str]
+    states: dict[str, str]
+    names: dict[str, tuple[str, str]]  # defined name → (sheet, A1 of its top-left cell)
+    properties: dict[str, str]
+    special: dict[str, dict[str, tuple[str, str]]]  # sheet → A1 → ("formula", text) | ("error", "#DIV/0!")
+    _calamine: Any = None
+    _rows: dict[str, list[list[Any]]] = field(default_factory=dict)
+    _offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def rows(self, sheet: str) -> list[list[Any]]:
+        if sheet not in self._rows:
+            ws = self._calamine.get_sheet_by_name(sheet)
+            self._rows[sheet] = ws.to_python(skip_empty_area=False)
+        return self._rows[sheet]
+
+    def value(self, cell: Cell) -> Any:
+        rows = self.rows(cell.sheet)
+        if cell.row < len(rows):
+            row = rows[cell.row]
+            if cell.col < len(row):
+                return row[cell.col]
+        return None
+
+
+@dataclass
+class ReadResult:
+    """What the worker sends back for one file."""
+
+    ok: bool
+    kind: str = ""
+    code: str = ""
+    message: str = ""
+    identity: dict[str, str] = field(default_factory=dict)
+    identity_source: str = ""
+    data: SubmissionData | None = None
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    macros: bool = False
+
+
+def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -> Book:
+    """Open with python-calamine and collect names, properties and formula/error cells.
+
+    ``needed`` are the sheets that will be read: only their extent is checked before calamine
+    loads them (a far-away cell makes calamine allocate the whole rectangle and abort)."""
+    try:
+        wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except python_calamine.PasswordError as err:
+        raise Rejected("encrypted", "tệp được đặt mật khẩu; đề nghị gửi lại bản không đặt mật khẩu") from err
+    except python_calamine.CalamineError as err:
+        raise Rejected("damaged-file", f"không đọc được bảng tính ({_short(err)}); đề nghị mở bằng Excel rồi lưu lại") from err
+    states = {m.name: _state(m.visible) for m in wb.sheets_metadata}
+    book = Book(sniffed.kind, list(wb.sheet_names), states, {}, {}, {}, wb)
+    if sniffed.kind == "xlsx":
+        _xlsx_parts(book, data, limits, needed)
+    elif sniffed.kind == "ods":
+        _ods_parts(book, data)
+    else:
+        _xls_names(book, data)
+    return book
+
+
+def _short(err: Exception) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:120]
+
+
+def _state(visible: Any) -> str:
+    name = getattr(visible, "name", str(visible))
+    return {"Visible": "visible", "Hidden": "hidden", "VeryHidden": "veryHidden"}.get(name, "visible")
+
+
+def _xlsx_parts(book: Book, data: bytes, limits: Limits, needed: set[str]) -> None:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        workbook = _no_dtd("xl/workbook.xml", zf.read("xl/workbook.xml"))
+        for raw_name, raw_ref in _DEFINED.findall(workbook):
+            _add_name(book, raw_name, raw_ref, _REF)
+        if "docProps/custom.xml" in zf.namelist():
+            for name, value in _CUSTOM_XLSX.findall(_no_dtd("docProps/custom.xml", zf.read("docProps/custom.xml"))):
+                book.properties[_unescape(name)] = _unescape(value)
+        targets = _sheet_targets(zf, workbook)
+        for sheet, target in targets.items():
+            if sheet not in needed or target not in zf.namelist():
+                continue
+            xml = zf.read(target)
+            _no_dtd(target, xml[:2048])
+            _check_extent(sheet, xml, limits)
+            # The check sheet is all formulas by design; only input sheets are scanned.
+            if sheet != SHEET_CHECKS and (b"<f" in xml or b't="e"' in xml):
+                book.special[sheet] = _special_cells(xml)
+
+
+def _no_dtd(part: str, xml: bytes) -> bytes:
+    if _DTD.search(xml[:4096]):
+        raise Rejected("unsafe-xml", f"thành phần '{part}' khai báo DTD/thực thể XML (không có trong bảng tính thật; "
+                                     "nghi tệp độc hại)")
+    return xml
+
+
+def _sheet_targets(zf: zipfile.ZipFile, workbook: bytes) -> dict[str, str]:
+    rels = zf.read("xl/_rels/workbook.xml.rels") if "xl/_rels/workbook.xml.rels" in zf.namelist() else b""
+    by_id: dict[bytes, bytes] = {}
+    for a, b, c, d in _REL.findall(rels):
+        rid, target = (a, b) if a else (d, c)
+        by_id[rid] = target
+    out = {}
+    for name, rid in _SHEET_REL.findall(workbook):
+        target = by_id.get(rid, b"").decode("utf-8", "replace")
+        target = target[1:] if target.startswith("/") else f"xl/{target}"
+        out[_unescape(name)] = target
+    return out
+
+
+def _check_extent(sheet: str, xml: bytes, limits: Limits) -> None:
+    """Refuse a sheet whose cells reach far beyond any template (a dense allocation can abort the reader)."""
+    max_row = max((int(r) for r in _ROW_ATTR.findall(xml)), default=0)
+    max_row = max([max_row, *(int(r) for _c, r in _WIDE_CELL.findall(xml))])
+    max_col = max((_col_index(c.decode()) for c, _r in _WIDE_CELL.findall(xml)), default=0)
+    if max_row > limits.max_rows or max_col > limits.max_cols:
+        raise Rejected("too-large", f"trang '{sheet}' trải tới dòng {max_row:,}, cột {col_letter(max(max_col - 1, 0))} — vượt "
+                                    f"giới hạn {limits.max_rows:,} dòng × {limits.max_cols} cột".replace(",", "."))
+    count = xml.count(b"<c ")
+    if count > limits.max_cells:
+        raise Rejected("too-large", f"trang '{sheet}' có {count:,} ô, vượt giới hạn {limits.max_cells:,}".replace(",", "."))
+
+
+def _col_index(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + (ord(ch) - 64)
+    return n
+
+
+def _special_cells(xml: bytes) -> dict[str, tuple[str, str]]:
+    """Cells holding a formula or an Excel error, found from the few ``<f``/``t="e"`` markers."""
+    out: dict[str, tuple[str, str]] = {}
+    starts: set[int] = set()
+    for marker in (b"<f", b't="e"'):
+        pos = xml.find(marker)
+        while pos >= 0:
+            start = xml.rfind(b"<c ", 0, pos)
+            if start >= 0:
+                starts.add(start)
+            pos = xml.find(marker, pos + 2)
+    for start in sorted(starts):
+        m = _CELL_XML.match(xml, start)
+        if not m:
+            continue
+        col, row, attrs, inner = m.groups()
+        a1 = (col + row).decode()
+        inner = inner or b""
+        if b't="e"' in attrs:
+            v = re.search(rb"<v>([^<]*)</v>", inner)
+            out[a1] = ("error", _unescape(v.group(1)) if v else "#ERROR")
+        elif b"<f" in inner:
+            f = re.search(rb"<f[^>]*>([^<]*)</f>", inner)
+            out[a1] = ("formula", "=" + _unescape(f.group(1)) if f else "=(công thức dùng chung)")
+    return out
+
+
+def _ods_parts(book: Book, data: bytes) -> None:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        content = _no_dtd("content.xml", zf.read("content.xml"))
+        for m in _ODS_NAMED.finditer(content):
+            name, ref = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+            _add_name(book, name, ref, _ODS_REF)
+        if "meta.xml" in zf.namelist():
+            for name, value in _CUSTOM_ODS.findall(_no_dtd("meta.xml", zf.read("meta.xml"))):
+                book.properties[_unescape(name)] = _unescape(value)
+
+
+def _xls_names(book: Book, data: bytes) -> None:
+    try:
+        import xlrd
+
+        wb = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
+    except Exception:  # xlrd raises many types on damaged BIFF; names are optional evidence
+        return
+    try:
+        for nobj in wb.name_obj_list:
+            try:
+                sheet_index, rlo, _rhi, clo, _chi = nobj.area2d()
+            except Exception:  # names that are formulas rather than areas
+                continue
+            book.names[nobj.name] = (wb.sheet_names()[sheet_index], f"{col_letter(clo)}{rlo + 1}")
+    finally:
+        wb.release_resources()
+
+
+def _add_name(book: Book, raw_name: bytes, raw_ref: bytes, pattern: re.Pattern[str]) -> None:
+    name = _unescape(raw_name)
+    ref = _unescape(raw_ref).lstrip("=")
+    m = pattern.match(ref)
+    if m:
+        book.names[name] = (m.group("sheet"), f"{m.group('col')}{m.group('row')}")
+
+
+def _unescape(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace")
+    return html.unescape(text) if "&" in text else text
+
+
+# ------------------------------------------------------------------ identity
+
+IDENTITY_KEYS = ("form_id", "form_version", "definition_hash", "unit_code", "unit_name", "year", "issued_at", "kind")
+
+
+def read_identity(book: Book, form: Form, layout: Layout) -> tuple[dict[str, str], str]:
+    """The file's identity and where it came from ("_meta", "properties", "cells" or "")."""
+    if SHEET_META in book.sheet_names:
+        meta: dict[str, str] = {}
+        for row in book.rows(SHEET_META):
+            if len(row) >= 2 and isinstance(row[0], str) and row[0] in IDENTITY_KEYS:
+                meta[row[0]] = _text(row[1])
+        if meta.get("form_id"):
+            return meta, SHEET_META
+    props = {k[len(PROP_PREFIX):]: v for k, v in book.properties.items() if k.startswith(PROP_PREFIX)}
+    if props.get("form_id"):
+        return props, "properties"
+    # Last resort: the pre-filled, locked cells of the information sheet.
+    evidence: dict[str, str] = {}
+    for fid, key in (("ma_don_vi", "unit_code"), ("ten_don_vi", "unit_name"), ("nam_bao_cao", "year")):
+        pos = layout.fields.get(fid)
+        if pos is not None and pos.cell.sheet in book.sheet_names:
+            value = book.value(pos.cell)
+            if value not in (None, ""):
+                evidence[key] = _text(value)
+    if evidence.get("unit_code") or evidence.get("unit_name"):
+        return evidence, "cells"
+    return {}, ""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return clean_text(str(value), multiline=False) if value is not None else ""
+
+
+def check_identity(identity: dict[str, str], source: str, form: Form, year: int) -> list[str]:
+    """Raise :class:`Rejected` for a wrong form, version, definition or year; return notes."""
+    notes: list[str] = []
+    if not source:
+        raise Rejected("not-a-template", "tệp không phải biểu mẫu do cơ quan tổng hợp phát hành (không có thông tin nhận diện); "
+                                         "đề nghị đơn vị điền vào đúng biểu mẫu đã được gửi")
+    if source == "cells":
+        notes.append("không còn trang nhận diện và thuộc tính tệp; đã nhận diện đơn vị qua ô thông tin chung")
+    elif source == "properties":
+        notes.append("trang nhận diện (_meta) đã bị xoá; đã nhận diện qua thuộc tính tệp")
+    form_id = identity.get("form_id")
+    if form_id and form_id != form.id:
+        raise Rejected("wrong-form", f"tệp là biểu mẫu '{form_id}', không phải '{form.id}'")
+    version = identity.get("form_version")
+    if version and version != form.version:
+        raise Rejected("wrong-version", f"tệp dùng biểu mẫu phiên bản {version}, phiên bản hiện hành là {form.version}; "
+                                        "đề nghị đơn vị điền vào biểu mẫu mới")
+    digest = identity.get("definition_hash")
+    if digest and digest != form.definition_hash:
+        raise Rejected("wrong-version", f"biểu mẫu trong tệp (mã kiểm tra {digest[:16]}) khác biểu mẫu hiện hành "
+                                        f"({form.short_hash}) dù cùng phiên bản; đề nghị dùng biểu mẫu mới")
+    file_year = identity.get("year", "")
+    if file_year and file_year != str(year):
+        raise Rejected("wrong-year", f"tệp là báo cáo năm {file_year}, không phải năm {year}")
+    return notes
+
+
+# ------------------------------------------------------------------ values
+
+def read_values(book: Book, form: Form, layout: Layout, file_name: str) -> tuple[SubmissionData | None, list[Finding], list[str]]:
+    """Read every input by name (or position), normalise it, and collect findings."""
+    findings: list[Finding] = []
+    notes: list[str] = []
+    missing = [s for s in layout.section_sheets if s not in book.sheet_names]
+    if missing:
+        found = ", ".join(s for s in book.sheet_names if not s.startswith("_"))
+        raise Rejected("structure-damaged", f"thiếu trang {', '.join(missing)} (trong tệp có: {found}); trang đã bị xoá "
+                                            "hoặc đổi tên — đề nghị điền lại vào biểu mẫu gốc")
+    positions = _resolve_positions(book, layout, notes)
+    values: dict[str, Value] = {}
+    for fid, pos in layout.fields.items():
+        f = pos.field
+        if f.computed:
+            continue
+        cell = positions.get(fid, pos.cell)
+        raw = book.value(cell)
+        special = book.special.get(cell.sheet, {}).get(cell.a1)
+        value, problems = cells.coerce_field(f, raw, special, cell, file_name, form.choices)
+        values[fid] = value
+        findings.extend(problems)
+    tables: dict[str, list[dict[str, Value]]] = {}
+    for tid, table in layout.tables.items():
+        rows, problems = cells.read_table(table, book.value, book.special, file_name, form.choices)
+        tables[tid] = rows
+        findings.extend(problems)
+    justifications: dict[str, str] = {}
+    if SHEET_CHECKS in book.sheet_names:
+        for rule_id, rpos in layout.rules.items():
+            if rpos.justification is not None:
+                raw = book.value(rpos.justification)
+                if raw not in (None, ""):
+                    justifications[rule_id] = clean_text(str(raw))[:1000]
+    elif any(r.justification for r in layout.rules.values()):
+        notes.append(f"trang {SHEET_CHECKS} đã bị xoá; không đọc được phần giải trình")
+    data = SubmissionData("", form.id, form.version, form.definition_hash, 0, values, tables, justifications)
+    return data, findings, notes
+
+
+def _resolve_positions(book: Book, layout: Layout, notes: list[str]) -> dict[str, Cell]:
+    """Use the file's defined names; reject moved inputs; fall back to positions with a label check."""
+    present = [fid for fid in layout.fields if fid in book.names]
+    if present:
+        moved = []
+        for fid in present:
+            sheet, a1 = book.names[fid]
+            expected = layout.fields[fid].cell
+            if sheet != expected.sheet or a1 != expected.a1:
+                moved.append(f"{fid} ({expected.sheet}!{expected.a1} → {sheet}!{a1})")
+        if moved:
+            raise Rejected("structure-damaged", "ô nhập liệu đã bị di chuyển (có chèn/xoá dòng hoặc cột): "
+                                                + "; ".join(moved[:5]) + ("…" if len(moved) > 5 else "")
+                                                + " — đề nghị điền lại vào biểu mẫu gốc")
+        if len(present) < sum(1 for p in layout.fields.values() if not p.field.computed) // 2:
+            notes.append("một phần tên ô đã bị mất; các ô còn lại đọc theo vị trí của biểu mẫu")
+        return {}
+    notes.append("chương trình đã lưu tệp đã bỏ tên ô; đã đọc theo vị trí ô của biểu mẫu và đối chiếu nhãn")
+    wrong = []
+    for pos in layout.fields.values():
+        label = book.value(pos.label_cell)
+        if not isinstance(label, str) or match_key(label) != match_key(pos.label):
+            wrong.append(f"{pos.label_cell.sheet}!{pos.label_cell.a1}")
+    if len(wrong) > 0:
+        raise Rejected("structure-damaged", "nhãn của biểu mẫu không còn ở đúng vị trí (" + ", ".join(wrong[:5])
+                                            + ("…" if len(wrong) > 5 else "") + "); dòng hoặc cột đã bị chèn/xoá — "
+                                            "đề nghị điền lại vào biểu mẫu gốc")
+    return {}
+
+
+def read_workbook(data: bytes, sniffed: Sniffed, form: Form, year: int, limits: Limits, file_name: str) -> ReadResult:
+    """The whole per-file job of a worker: open, identify, read; never raises for bad input."""
+    layout = build_layout(form)
+    try:
+        book = open_book(data, sniffed, limits, {*layout.section_sheets, SHEET_META, SHEET_CHECKS})
+        identity, source = read_identity(book, form, layout)
+        notes = list(sniffed.notes) + check_identity(identity, source, form, year)
+        if book.states.get(SHEET_META) == "hidden":
+            notes.append("tệp đã được lưu lại bằng chương trình khác (trang nhận diện chuyển sang ẩn thường)")
+        data_, findings, more = read_values(book, form, layout, file_name)
+        notes += more
+    except Rejected as rej:
+        return ReadResult(False, sniffed.kind, rej.code, rej.message, macros=sniffed.macros)
+    except python_calamine.CalamineError as err:
+        if "entity" in str(err).lower():
+            return ReadResult(False, sniffed.kind, "unsafe-xml", "tệp chứa thực thể XML không được phép (nghi tệp độc hại)",
+                              macros=sniffed.macros)
+        return ReadResult(False, sniffed.kind, "damaged-file",
+                          f"nội dung bảng tính bị hỏng ({_short(err)}); đề nghị mở bằng Excel rồi lưu lại", macros=sniffed.macros)
+    except (MemoryError, RecursionError) as err:
+        return ReadResult(False, sniffed.kind, "too-large", f"tệp quá lớn hoặc quá phức tạp để đọc ({type(err).__name__})")
+    assert data_ is not None
+    if sniffed.macros:
+        findings.append(Finding("has-macros", Severity.WARNING, "tệp có macro; danvan_xl không chạy macro, chỉ đọc số liệu. "
+                                "Đề nghị lần sau lưu dạng .xlsx", file=file_name))
+    data_ = SubmissionData(identity.get("unit_code", ""), form.id, form.version, form.definition_hash, year,
+                           data_.values, data_.tables, data_.justifications)
+    return ReadResult(True, sniffed.kind, identity=identity, identity_source=source, data=data_, findings=findings,
+                      notes=notes, macros=sniffed.macros)
+
+
+__all__ = ["Book", "ReadResult", "check_identity", "open_book", "read_identity", "read_values", "read_workbook"]
