@@ -151,9 +151,14 @@ def content_hash(data: SubmissionData) -> str:
 # ------------------------------------------------------------------ the lock
 
 class WorkspaceLock:
-    """An exclusive flock on ``.danvan.lock``; waits up to ``wait`` seconds, then refuses clearly."""
+    """An exclusive flock on ``.danvan.lock``; waits up to ``wait`` seconds, then refuses clearly.
 
-    def __init__(self, path: Path, command: str, wait: float = 30.0) -> None:
+    The wait defaults to ``DANVAN_LOCK_TIMEOUT`` (seconds) or 60.
+    """
+
+    def __init__(self, path: Path, command: str, wait: float | None = None) -> None:
+        if wait is None:
+            wait = float(os.environ.get("DANVAN_LOCK_TIMEOUT", "60"))
         self.path, self.command, self.wait = path, command, wait
         self.fd = -1
 

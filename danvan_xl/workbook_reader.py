@@ -118,7 +118,7 @@ def _short(err: Exception) -> str:
 
 
 def _state(visible: Any) -> str:
-    name = getattr(visible, "name", str(visible))
+    name = str(visible).rsplit(".", 1)[-1]  # pyo3 enums have no .name: "SheetVisibleEnum.Hidden"
     return {"Visible": "visible", "Hidden": "hidden", "VeryHidden": "veryHidden"}.get(name, "visible")
 
 
@@ -231,10 +231,10 @@ def _xls_names(book: Book, data: bytes) -> None:
     try:
         for nobj in wb.name_obj_list:
             try:
-                sheet_index, rlo, _rhi, clo, _chi = nobj.area2d()
+                sheet, rlo, _rhi, clo, _chi = nobj.area2d()
             except Exception:  # names that are formulas rather than areas
                 continue
-            book.names[nobj.name] = (wb.sheet_names()[sheet_index], f"{col_letter(clo)}{rlo + 1}")
+            book.names[nobj.name] = (sheet.name, f"{col_letter(clo)}{rlo + 1}")
     finally:
         wb.release_resources()
 
@@ -357,29 +357,33 @@ def read_values(book: Book, form: Form, layout: Layout, file_name: str) -> tuple
 
 
 def _resolve_positions(book: Book, layout: Layout, notes: list[str]) -> dict[str, Cell]:
-    """Use the file's defined names; reject moved inputs; fall back to positions with a label check."""
+    """Check that every input is where the template put it; note when names had to be ignored.
+
+    Defined names that point elsewhere mean rows or columns were inserted or deleted (Excel moves
+    the names with the cells); labels that no longer sit next to their inputs mean the same when a
+    program dropped or froze the names. Either way the file is refused rather than misread.
+    """
     present = [fid for fid in layout.fields if fid in book.names]
-    if present:
-        moved = []
-        for fid in present:
-            sheet, a1 = book.names[fid]
-            expected = layout.fields[fid].cell
-            if sheet != expected.sheet or a1 != expected.a1:
-                moved.append(f"{fid} ({expected.sheet}!{expected.a1} → {sheet}!{a1})")
-        if moved:
-            raise Rejected("structure-damaged", "ô nhập liệu đã bị di chuyển (có chèn/xoá dòng hoặc cột): "
-                                                + "; ".join(moved[:5]) + ("…" if len(moved) > 5 else "")
-                                                + " — đề nghị điền lại vào biểu mẫu gốc")
-        if len(present) < sum(1 for p in layout.fields.values() if not p.field.computed) // 2:
-            notes.append("một phần tên ô đã bị mất; các ô còn lại đọc theo vị trí của biểu mẫu")
-        return {}
-    notes.append("chương trình đã lưu tệp đã bỏ tên ô; đã đọc theo vị trí ô của biểu mẫu và đối chiếu nhãn")
+    moved = []
+    for fid in present:
+        sheet, a1 = book.names[fid]
+        expected = layout.fields[fid].cell
+        if sheet != expected.sheet or a1 != expected.a1:
+            moved.append(f"{fid} ({expected.sheet}!{expected.a1} → {sheet}!{a1})")
+    if moved:
+        raise Rejected("structure-damaged", "ô nhập liệu đã bị di chuyển (có chèn/xoá dòng hoặc cột): "
+                                            + "; ".join(moved[:5]) + ("…" if len(moved) > 5 else "")
+                                            + " — đề nghị điền lại vào biểu mẫu gốc")
+    if not present:
+        notes.append("chương trình đã lưu tệp đã bỏ tên ô; đã đọc theo vị trí ô của biểu mẫu và đối chiếu nhãn")
+    elif len(present) < sum(1 for p in layout.fields.values() if not p.field.computed):
+        notes.append("một phần tên ô đã bị mất; các ô còn lại đọc theo vị trí của biểu mẫu")
     wrong = []
     for pos in layout.fields.values():
         label = book.value(pos.label_cell)
-        if not isinstance(label, str) or match_key(label) != match_key(pos.label):
+        if label != pos.label and (not isinstance(label, str) or match_key(label) != match_key(pos.label)):
             wrong.append(f"{pos.label_cell.sheet}!{pos.label_cell.a1}")
-    if len(wrong) > 0:
+    if wrong:
         raise Rejected("structure-damaged", "nhãn của biểu mẫu không còn ở đúng vị trí (" + ", ".join(wrong[:5])
                                             + ("…" if len(wrong) > 5 else "") + "); dòng hoặc cột đã bị chèn/xoá — "
                                             "đề nghị điền lại vào biểu mẫu gốc")

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import openpyxl
+from danvan_xl.sample_data import fill_workbook
 
 # The seed report's numbers (design.md §3.2) — the first acceptance case.
 SEED_VALUES: dict[str, Any] = {
@@ -30,44 +30,7 @@ def fill_template(
     justifications: Mapping[str, str] | None = None,
 ) -> Path:
     """Fill a template through its defined names with openpyxl, as a unit's clerk would."""
-    wb = openpyxl.load_workbook(template)
-    for name, value in values.items():
-        sheet, coord = _dest(wb, name)
-        wb[sheet][coord] = value
-    for name, rows in (tables or {}).items():
-        sheet, coord = _dest(wb, name)
-        first = coord.split(":")[0]
-        ws = wb[sheet]
-        top = ws[first]
-        form_cols = _table_columns(wb, name)
-        for i, row in enumerate(rows):
-            for j, col in enumerate(form_cols):
-                if col in row:
-                    ws.cell(top.row + i, top.column + j, row[col])
-    for rule, text in (justifications or {}).items():
-        sheet, coord = _dest(wb, f"giai_trinh_{rule}")
-        wb[sheet][coord] = text
-    wb.save(out)
-    return out
-
-
-def _dest(wb: Any, name: str) -> tuple[str, str]:
-    dn = wb.defined_names[name]
-    sheet, coord = next(iter(dn.destinations))
-    return sheet, coord.replace("$", "")
-
-
-def _table_columns(wb: Any, name: str) -> list[str]:
-    from danvan_xl.form import load_form
-
-    form_id = _meta(wb)["form_id"]
-    f = load_form(form_id).fields[name]
-    return [c.id for c in f.columns]
-
-
-def _meta(wb: Any) -> dict[str, str]:
-    ws = wb["_meta"]
-    return {r[0].value: r[1].value for r in ws.iter_rows(max_col=2) if r[0].value}
+    return fill_workbook(template, out, values, tables, justifications)
 
 
 def soffice_convert(soffice: str, src: Path | list[Path], fmt: str, outdir: Path, timeout: int = 180) -> list[Path]:
