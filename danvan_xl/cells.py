@@ -74,7 +74,12 @@ def coerce(t: _Target, raw: Any, special: Special, cell: Cell, file: str) -> tup
     if special and special[0] == "error":
         finding("excel-error", Severity.ERROR, f"Ô {label} chứa lỗi công thức {special[1]}; hãy nhập số liệu trực tiếp.")
         return value(ValueState.INVALID, None, special[1]), findings
-    if special and special[0] == "formula" and raw not in (None, ""):
+    if special and special[0] == "formula" and raw in (None, ""):
+        finding("uncalculated-formula", Severity.ERROR,
+                f"Ô {label} chứa công thức {special[1][:80]} chưa được tính (tệp không được lưu bằng Excel/LibreOffice); "
+                "hãy nhập số liệu trực tiếp rồi lưu lại.")
+        return value(ValueState.INVALID, None, special[1]), findings
+    if special and special[0] == "formula":
         shown = format_number(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else str(raw)
         finding("formula-in-input", Severity.WARNING,
                 f"Ô {label} chứa công thức {special[1][:80]}; đã dùng giá trị tính được ({shown}). Nên nhập số liệu trực tiếp.")

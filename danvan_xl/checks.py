@@ -8,7 +8,10 @@ travels with the finding to the summary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import expr, rules
@@ -16,9 +19,10 @@ from .findings import Finding
 from .form import Form
 from .layout import Cell, build_layout
 from .submission import SubmissionData
-from .textnorm import format_number
+from .textnorm import clean_text, format_number
 from .units import Unit
 from .vocabulary import Severity
+from .workspace import Workspace
 
 
 def show(value: Any) -> str:
@@ -91,3 +95,127 @@ def _with_unit(f: Finding, unit: str) -> Finding:
         return f
     return Finding(f.code, f.severity, f.message, f.file, f.sheet, f.cell, f.field, f.rule, f.left, f.right, unit,
                    f.justification)
+
+
+# ------------------------------------------------------------------ the `check` stage
+
+RULE_CODES = ("rule-violated", "rule-undetermined")
+
+
+@dataclass
+class UnitCheck:
+    unit: Unit
+    submission_id: int
+    findings: list[Finding]
+    feedback: Path | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.findings if f.severity == Severity.ERROR)
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for f in self.findings if f.severity == Severity.WARNING and not f.accepted)
+
+
+@dataclass
+class CheckResult:
+    units: list[UnitCheck] = field(default_factory=list)
+    report: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(u.errors for u in self.units) else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "report": str(self.report) if self.report else None,
+            "units": [{"unit": u.unit.code, "name": u.unit.name, "submission_id": u.submission_id, "errors": u.errors,
+                       "warnings": u.warnings, "feedback": str(u.feedback) if u.feedback else None,
+                       "findings": [f.to_dict() for f in u.findings]} for u in self.units],
+            "exit_code": self.exit_code,
+        }
+
+
+def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str], None] | None = None) -> CheckResult:
+    """Re-run the rules over every current submission, store changed results, write the findings
+    workbook (and feedback workbooks with ``annotate``)."""
+    from .feedback import build_feedback, open_findings
+    from .fsio import write_atomic
+    from .generate import template_context
+    from .ledger import Ledger, WorkspaceLock
+
+    form = ws.load_form()
+    register = ws.load_register()
+    result = CheckResult()
+    if not ws.ledger_path.exists():
+        result.report = write_atomic(ws.reports_dir / f"kiem-tra-{ws.year}.xlsx", findings_workbook(form, register, []))
+        return result
+    with WorkspaceLock(ws.lock_path, "danvan check"), Ledger.open(ws.ledger_path, ws.archive_dir, "check") as ledger:
+        prev_all = ledger.current_values(form.id, ws.year - 1)
+        for sub in ledger.current_submissions(form.id, ws.year):
+            unit = register.get(sub.unit_code)
+            if unit is None:
+                continue
+            stored = ledger.findings(sub.id)
+            kept = [f for f in stored if f.code not in RULE_CODES]
+            file = next((f.file for f in stored if f.file), "")
+            findings = kept + rule_findings(form, unit, sub.data, prev_all.get(unit.code), file)
+            with ledger.transaction() as conn:
+                ledger.store_check(conn, sub.id, form.definition_hash, findings)
+            result.units.append(UnitCheck(unit, sub.id, findings))
+            if progress:
+                progress(unit.code)
+        order = {u.code: i for i, u in enumerate(register)}
+        result.units.sort(key=lambda u: order.get(u.unit.code, 10**6))
+        if annotate:
+            ctx = template_context(ws)
+            reply_by = f"trước ngày {ws.deadline:%d/%m/%Y}" if ws.deadline else "sớm"
+            for uc in result.units:
+                if not open_findings(uc.findings):
+                    continue
+                data = build_feedback(form, uc.unit, ctx, ledger.submission(uc.submission_id), uc.findings,
+                                      office=ws.office.name, reply_by=reply_by, prev=prev_all.get(uc.unit.code))
+                uc.feedback = write_atomic(ws.feedback_dir / f"{uc.unit.code}.xlsx", data)
+    result.report = write_atomic(ws.reports_dir / f"kiem-tra-{ws.year}.xlsx",
+                                 findings_workbook(form, register, result.units))
+    return result
+
+
+def findings_workbook(form: Form, register: Any, units: Sequence[UnitCheck]) -> bytes:
+    """All findings of all current submissions in one sheet, for the office."""
+    import io
+
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+                                   "default_format_properties": {"font_name": "Times New Roman", "font_size": 11}})
+    wb.set_properties({"title": f"Kết quả kiểm tra — {form.title}", "created": dt.datetime(2000, 1, 1)})
+    ws = wb.add_worksheet("Kết quả kiểm tra")
+    head = wb.add_format({"bold": True, "text_wrap": True, "valign": "vcenter", "align": "center", "border": 1,
+                          "bg_color": "#D9E1F2"})
+    wrap = wb.add_format({"text_wrap": True, "valign": "top", "border": 1})
+    headers = ["Mã đơn vị", "Đơn vị", "Mức độ", "Tệp", "Trang", "Ô", "Mã trường", "Quy tắc", "Vế trái", "Vế phải",
+               "Nội dung", "Giải trình của đơn vị", "Đã chấp nhận"]
+    widths = [10, 34, 10, 22, 10, 6, 22, 22, 9, 9, 60, 36, 10]
+    for c, (h, w) in enumerate(zip(headers, widths, strict=True)):
+        ws.set_column(c, c, w)
+        ws.write_string(0, c, h, head)
+    r = 1
+    for uc in units:
+        for f in uc.findings:
+            cells = [uc.unit.code, uc.unit.name, f.severity_vi, f.file, f.sheet, f.cell, f.field, f.rule,
+                     show(f.left) if f.left is not None else "", show(f.right) if f.right is not None else "",
+                     f.message, f.justification, "Có" if f.accepted else ""]
+            for c, v in enumerate(cells):
+                ws.write_string(r, c, clean_text(str(v))[:32000], wrap)
+            r += 1
+    ws.freeze_panes(1, 2)
+    ws.autofilter(0, 0, max(r - 1, 1), len(headers) - 1)
+    ws.set_landscape()
+    ws.set_paper(9)
+    ws.fit_to_pages(1, 0)
+    ws.repeat_rows(0)
+    wb.close()
+    return buf.getvalue()

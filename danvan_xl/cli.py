@@ -274,6 +274,47 @@ def export(workspace: Path, fmt: str, out: Path | None) -> None:
 
 @main.command()
 @workspace_option
+@click.option("--annotate", is_flag=True, help="Viết bảng phản hồi feedback/<mã đơn vị>.xlsx cho đơn vị có phát hiện.")
+@json_option
+def check(workspace: Path, annotate: bool, as_json: bool) -> None:
+    """Kiểm tra số liệu của mọi bản đang dùng theo các quy tắc của biểu mẫu.
+
+    In bảng phát hiện (lỗi, cảnh báo, giải trình đã chấp nhận), ghi reports/kiem-tra-<năm>.xlsx;
+    thoát với mã 1 nếu còn lỗi. Với --annotate, mỗi đơn vị có phát hiện nhận một bảng tính
+    phản hồi: số liệu của chính đơn vị, ô cần sửa tô đỏ kèm ghi chú, trang “Kết quả kiểm tra”.
+
+    \b
+    Ví dụ:
+      danvan check -w ws
+      danvan check -w ws --annotate
+      danvan check -w ws --json
+    """
+    from .checks import run_check
+
+    result = run_check(_ws(workspace), annotate=annotate)
+    if as_json:
+        _echo_json(result.to_dict())
+        sys.exit(result.exit_code)
+    for uc in result.units:
+        shown = [f for f in uc.findings if f.severity != "info"]
+        if not shown:
+            continue
+        click.echo(f"{uc.unit.code} — {uc.unit.name}: {uc.errors} lỗi, {uc.warnings} cảnh báo chưa giải trình")
+        for f in shown:
+            accepted = f" [đã giải trình: {f.justification}]" if f.accepted else ""
+            click.echo(f"  {f.line()}{accepted}")
+        if uc.feedback:
+            click.echo(f"  → bảng phản hồi: {uc.feedback}")
+    errors = sum(u.errors for u in result.units)
+    warnings = sum(u.warnings for u in result.units)
+    clean = sum(1 for u in result.units if not u.errors and not u.warnings)
+    click.echo(f"Đã kiểm tra {len(result.units)} bản đang dùng: {clean} không có vấn đề, {errors} lỗi, "
+               f"{warnings} cảnh báo chưa giải trình. Bảng kết quả: {result.report}")
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@workspace_option
 @click.argument("unit")
 @click.argument("submission_id", type=int)
 def resolve(workspace: Path, unit: str, submission_id: int) -> None:

@@ -105,31 +105,39 @@ class Result:
     right: Any
 
 
-def side_value(side: Side, env: expr.Env) -> tuple[bool, Any]:
-    """Return ``(is_null, value)`` of one side under its missing-value strategy."""
+def side_is_null(side: Side, env: expr.Env) -> bool:
+    """Whether a side is NULL under its missing-value strategy (DHIS2 ``isViolation`` prologue)."""
     found = sum(1 for item in side.items if expr.is_present(env.item(item)))
     n = len(side.items)
     if side.strategy == Strategy.SKIP_IF_ANY and found < n:
-        return True, None
-    if side.strategy in (Strategy.SKIP_IF_ANY, Strategy.SKIP_IF_ALL) and n > 0 and found == 0:
-        return True, None
-    return False, expr.evaluate(side.node, env)
+        return True
+    return side.strategy in (Strategy.SKIP_IF_ANY, Strategy.SKIP_IF_ALL) and n > 0 and found == 0
+
+
+def _value(side: Side, env: expr.Env) -> Any:
+    try:
+        return expr.evaluate(side.node, env)
+    except expr.Undefined:
+        return None
 
 
 def evaluate(rule: Rule, env: expr.Env) -> Result:
     """Evaluate one rule (the DHIS2 ``isViolation`` algorithm)."""
+    lnull, rnull = side_is_null(rule.left, env), side_is_null(rule.right, env)
+    if rule.op in (Operator.COMPULSORY_PAIR, Operator.EXCLUSIVE_PAIR):
+        # Pair rules look only at presence; the values are for the message.
+        left = None if lnull else _value(rule.left, env)
+        right = None if rnull else _value(rule.right, env)
+        violated = (lnull != rnull) if rule.op == Operator.COMPULSORY_PAIR else (not lnull and not rnull)
+        return Result(rule, Outcome.VIOLATED if violated else Outcome.PASSED, left, right)
+    if lnull or rnull:
+        return Result(rule, Outcome.SKIPPED, None if lnull else _value(rule.left, env),
+                      None if rnull else _value(rule.right, env))
     try:
-        lnull, lval = side_value(rule.left, env)
-        rnull, rval = side_value(rule.right, env)
+        lval, rval = expr.evaluate(rule.left.node, env), expr.evaluate(rule.right.node, env)
+        ok = expr.apply_binary(_SYMBOL[rule.op], lval, rval)
     except expr.Undefined:
         return Result(rule, Outcome.UNDETERMINED, None, None)
-    if rule.op == Operator.COMPULSORY_PAIR:
-        return Result(rule, Outcome.VIOLATED if lnull != rnull else Outcome.PASSED, lval, rval)
-    if rule.op == Operator.EXCLUSIVE_PAIR:
-        return Result(rule, Outcome.VIOLATED if not lnull and not rnull else Outcome.PASSED, lval, rval)
-    if lnull or rnull:
-        return Result(rule, Outcome.SKIPPED, lval, rval)
-    ok = expr.apply_binary(_SYMBOL[rule.op], lval, rval)
     return Result(rule, Outcome.PASSED if ok else Outcome.VIOLATED, lval, rval)
 
 

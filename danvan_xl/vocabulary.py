@@ -55,7 +55,7 @@ SHEET_INSTRUCTIONS = "HuongDan"
 SHEET_CHECKS = "KiemTra"
 SHEET_LISTS = "_lists"
 SHEET_META = "_meta"
-SHEET_FEEDBACK = "KetQuaKiemTra"
+SHEET_FEEDBACK = "Kết quả kiểm tra"  # first sheet of a feedback workbook (never read back)
 
 # Custom document properties stamped into every template.
 PROP_PREFIX = "danvan_"

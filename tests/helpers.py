@@ -38,6 +38,7 @@ def soffice_convert(soffice: str, src: Path | list[Path], fmt: str, outdir: Path
     files = [src] if isinstance(src, Path) else list(src)
     outdir.mkdir(parents=True, exist_ok=True)
     profile = outdir / ".lo-profile"
+    _always_recalculate(profile)
     env = dict(os.environ, HOME=str(outdir))
     cmd = [soffice, f"-env:UserInstallation=file://{profile}", "--headless", "--norestore",
            "--convert-to", fmt, "--outdir", str(outdir), *map(str, files)]
@@ -47,6 +48,27 @@ def soffice_convert(soffice: str, src: Path | list[Path], fmt: str, outdir: Path
     missing = [o for o in outs if not o.exists()]
     assert not missing, f"LibreOffice did not produce {missing}: rc={proc.returncode} {proc.stderr[-500:]!r}"
     return outs
+
+
+_RECALC = """<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema"
+ xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load">
+ <prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load">
+ <prop oor:name="ODFRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+</oor:items>
+"""
+
+
+def _always_recalculate(profile: Path) -> None:
+    """LibreOffice trusts the cached results of files that claim to come from Excel (xlsxwriter's
+    do); tests must see LibreOffice's own arithmetic, so the profile recalculates on every load."""
+    user = profile / "user"
+    user.mkdir(parents=True, exist_ok=True)
+    target = user / "registrymodifications.xcu"
+    if not target.exists():
+        target.write_text(_RECALC, encoding="utf-8")
 
 
 def today() -> dt.date:

@@ -1,0 +1,150 @@
+"""`danvan check`: findings stored per version, feedback workbooks, justifications; robustness."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import shutil
+
+import openpyxl
+import pytest
+from helpers import SEED_MODELS, SEED_VALUES, fill_template
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from danvan_xl.checks import check_submission, run_check
+from danvan_xl.collect import collect
+from danvan_xl.gate import sniff
+from danvan_xl.generate import generate
+from danvan_xl.layout import build_layout
+from danvan_xl.ledger import Ledger
+from danvan_xl.template_writer import build_template
+from danvan_xl.workbook_reader import read_workbook
+from danvan_xl.workspace import Limits, init_workspace, load_workspace
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("check")
+    ws = init_workspace(root / "ws", issue_date=dt.date(2020, 11, 2))
+    generate(ws, ["TN-VP", "30025", "30004"])
+    return ws
+
+
+@pytest.fixture
+def ws(base, tmp_path):
+    shutil.copytree(base.root, tmp_path / "ws")
+    return load_workspace(tmp_path / "ws")
+
+
+def _fill(ws, code, out, values, **kw):
+    template = next(ws.templates_dir.glob(f"2020_{code}_*.xlsx"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return fill_template(template, out, values, {"dvk_mo_hinh": SEED_MODELS}, **kw)
+
+
+def test_check_reports_errors_and_writes_feedback_that_collects_back(ws, tmp_path):
+    wrong = _fill(ws, "TN-VP", tmp_path / "in" / "vp.xlsx", dict(SEED_VALUES, don_khac=50, don_moi_truong="nhiều"))
+    collect(ws, [wrong])
+    result = run_check(ws, annotate=True)
+    assert result.exit_code == 1
+    vp = next(u for u in result.units if u.unit.code == "TN-VP")
+    codes = sorted(f.code for f in vp.findings if f.severity == "error")
+    assert codes == ["not-a-number", "rule-violated"]
+    assert vp.feedback == ws.feedback_dir / "TN-VP.xlsx" and result.report.exists()
+    wb = openpyxl.load_workbook(vp.feedback)
+    front = wb.worksheets[0]
+    assert front.title == "Kết quả kiểm tra"
+    texts = [str(c.value) for row in front.iter_rows() for c in row if c.value]
+    assert any("phải bằng số đơn tiếp nhận (182)" in t for t in texts)  # the rule's message, quoting both sides
+    assert any("không phải số" in t for t in texts) and any(t == "Trang TiepDan, ô D17" for t in texts)
+    layout = build_layout(ws.load_form())
+    cell = layout.fields["don_moi_truong"].cell
+    target = wb[cell.sheet][cell.a1]
+    assert target.value == "nhiều"  # the unit's own text, to correct
+    assert target.comment is not None and "không phải số" in target.comment.text
+    assert target.fill.fgColor.rgb.endswith("F4B6B6")
+    # The unit corrects the feedback workbook and sends it back: it is a new version.
+    fixed = fill_template(vp.feedback, tmp_path / "fixed.xlsx", {"don_khac": 52, "don_moi_truong": 5})
+    import os
+
+    os.utime(fixed, (wrong.stat().st_mtime + 60,) * 2)
+    again = collect(ws, [fixed])
+    assert again.outcomes[0].outcome == "accepted" and "bản sửa" in again.outcomes[0].message
+    assert again.outcomes[0].errors == 0
+    assert run_check(ws).exit_code == 0
+
+
+def test_findings_are_kept_per_version_and_check_is_idempotent(ws, tmp_path):
+    collect(ws, [_fill(ws, "TN-VP", tmp_path / "a.xlsx", dict(SEED_VALUES, don_khac=50))])
+    run_check(ws)
+    with Ledger.open_readonly(ws.ledger_path) as ledger:
+        checks = ledger.conn.execute("SELECT count(*) FROM checks").fetchone()[0]
+    run_check(ws)
+    with Ledger.open_readonly(ws.ledger_path) as ledger:
+        assert ledger.conn.execute("SELECT count(*) FROM checks").fetchone()[0] == checks
+
+
+def test_a_justified_warning_is_accepted_and_travels_with_the_finding(ws, tmp_path):
+    values = dict(SEED_VALUES, tcd_dinh_ky_luot=30, tcd_dinh_ky_nguoi=35)
+    path = _fill(ws, "30025", tmp_path / "pc.xlsx", values,
+                 justifications={"tcd_toi_thieu_xa": "Chủ tịch xã đi tập huấn 3 tháng, Phó Chủ tịch tiếp thay"})
+    unjustified = _fill(ws, "30004", tmp_path / "hb.xlsx", values)
+    collect(ws, [path, unjustified])
+    result = run_check(ws)
+    pc = next(u for u in result.units if u.unit.code == "30025")
+    hb = next(u for u in result.units if u.unit.code == "30004")
+    warning = next(f for f in pc.findings if f.rule == "tcd_toi_thieu_xa")
+    assert warning.accepted and "tập huấn" in warning.justification and pc.warnings == 0
+    assert hb.warnings == 1 and not next(f for f in hb.findings if f.rule == "tcd_toi_thieu_xa").accepted
+    assert result.exit_code == 0  # warnings do not fail the run
+
+
+def test_the_findings_workbook_lists_every_finding(ws, tmp_path):
+    collect(ws, [_fill(ws, "TN-VP", tmp_path / "a.xlsx", dict(SEED_VALUES, don_khac=50))])
+    result = run_check(ws)
+    rows = list(openpyxl.load_workbook(result.report).active.iter_rows(values_only=True))
+    assert rows[0][:3] == ("Mã đơn vị", "Đơn vị", "Mức độ")
+    assert any(r[7] == "don_theo_noi_dung" and r[2] == "Lỗi" for r in rows[1:])
+
+
+# ------------------------------------------------------------------ junk never crashes the check
+
+_JUNK = st.one_of(
+    st.none(), st.integers(-10**12, 10**12), st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.booleans(), st.datetimes(min_value=dt.datetime(1900, 3, 1), max_value=dt.datetime(2100, 1, 1)),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40),
+    st.sampled_from(["không phát sinh", "KPS", "05", "1.234", "1,5", "=1/0", "=SUM(1,2)", "_x0007_", "#N/A", " ",
+                     "Có", "khong", "31/02/2020", "12/14/2020", "x" * 400, "Đoa\u0300n"]),
+)
+
+
+@pytest.fixture(scope="module")
+def template_bytes(base):
+    form, register = base.load_form(), base.load_register()
+    from danvan_xl.generate import template_context
+
+    return form, register, build_template(form, register.get("30025"), template_context(base))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_junk_in_any_input_cell_never_crashes_and_findings_point_at_template_cells(template_bytes, data):
+    form, register, raw = template_bytes
+    layout = build_layout(form)
+    cells = layout.input_cells()
+    chosen = data.draw(st.lists(st.sampled_from(cells), min_size=1, max_size=12, unique=True))
+    wb = openpyxl.load_workbook(io.BytesIO(raw))
+    for cell in chosen:
+        wb[cell.sheet][cell.a1] = data.draw(_JUNK)
+    buf = io.BytesIO()
+    wb.save(buf)
+    content = buf.getvalue()
+    result = read_workbook(content, sniff(content, Limits()), form, 2020, Limits(), "junk.xlsx")
+    assert result.ok, result.message
+    findings = check_submission(form, register.get("30025"), result.data, result.findings, None, "junk.xlsx")
+    known = {(c.sheet, c.a1) for c in cells} | {(p.cell.sheet, p.cell.a1) for p in layout.fields.values()}
+    for f in findings:
+        if f.cell:
+            assert (f.sheet, f.cell) in known, f
+        assert f.message and "None" not in f.message
