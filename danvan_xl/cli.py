@@ -343,6 +343,8 @@ def demo(directory: Path) -> None:
 
     def say(step: Any) -> None:
         click.echo(f"✔ {step.title}: {step.detail}")
+        for line in step.lines:
+            click.echo(f"    · {line}")
         for p in step.outputs:
             click.echo(f"    → {p}")
 

@@ -1,17 +1,36 @@
 """``danvan demo``: the whole cycle on the sample district, offline, in one call.
 
-Each stage of the pipeline adds its step here, so the demo always shows everything the toolkit
-does. Every step reports what it produced and where.
+The sample district (huyện Tam Nông, 25 units, 2020) plays out a realistic cycle: the office
+issues templates and e-mail drafts; units reply on time, late, twice, zipped, by e-mail, re-saved
+by LibreOffice, with mistakes, for the wrong year, or not at all; the office collects, checks,
+returns feedback, receives a correction, chases the missing units, compiles the summary and
+writes the reports. Every step says what it produced and where.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.policy
+import os
+import shutil
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Any
 
-from .generate import generate
-from .workspace import init_workspace
+from .form import Form
+from .generate import generate, template_context
+from .resources import sample_dir
+from .sample_data import fill_workbook, sample_values
+from .template_writer import build_template, template_filename
+from .units import Unit
+from .vocabulary import NA_TEXT
+from .workspace import Workspace, init_workspace
+
+ISSUE_DATE = dt.date(2020, 11, 2)
 
 
 @dataclass
@@ -19,12 +38,56 @@ class DemoStep:
     title: str
     detail: str
     outputs: list[Path] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
 @dataclass
 class DemoResult:
     root: Path
     steps: list[DemoStep] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How one sample unit answers."""
+
+    day: int | None  # day of December 2020 the reply arrives; None = never
+    how: str = "xlsx"  # xlsx | zip | eml | eml-zip | fixture
+    change: dict[str, Any] = field(default_factory=dict)
+    justify: dict[str, str] = field(default_factory=dict)
+    twice: bool = False
+    year: int = 2020
+    correction: dict[str, Any] | None = None  # sent back after feedback, on day 12
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "TN-VP": Scenario(8),
+    "TN-NV": Scenario(3, "zip"),
+    "TN-TP": Scenario(9, "fixture"),
+    "TN-TCKH": Scenario(7, "eml"),
+    "TN-TNMT": Scenario(6, change={"don_khac": "+2"}, correction={}),
+    "TN-LDTBXH": Scenario(10, "fixture"),
+    "TN-VHTT": Scenario(None),
+    "TN-GDDT": Scenario(4, "eml", change={"don_khac": "=NA"}),
+    "TN-YT": Scenario(14),
+    "TN-TTr": Scenario(2, twice=True),
+    "TN-KTHT": Scenario(None),
+    "TN-NNPTNT": Scenario(9, change={"tthc_tiep_nhan": "text", "don_moi_truong": "text"}),
+    "TN-TTVH": Scenario(None),
+    "30001": Scenario(5, "eml-zip", change={"tcd_dinh_ky_luot": 40, "tcd_dinh_ky_nguoi": 44},
+                      justify={"tcd_toi_thieu_xa": "Chủ tịch UBND thị trấn đi học 3 tháng; Phó Chủ tịch tiếp thay theo lịch."}),
+    "30004": Scenario(8, change={"tcd_dinh_ky_luot": 36, "tcd_dinh_ky_nguoi": 39}),
+    "30007": Scenario(9, change={"vu_viec_dong_nguoi": "nhiều"}, correction={"vu_viec_dong_nguoi": 0}),
+    "30010": Scenario(3, "eml"),
+    "30013": Scenario(7, year=2019),
+    "30016": Scenario(8),
+    "30019": Scenario(9),
+    "30022": Scenario(None),
+    "30025": Scenario(10),
+    "30028": Scenario(9, "fixture"),
+    "30031": Scenario(None),
+    "30034": Scenario(6),
+}
 
 
 def run_demo(root: str | Path, say: Callable[[DemoStep], None] | None = None) -> DemoResult:
@@ -37,9 +100,234 @@ def run_demo(root: str | Path, say: Callable[[DemoStep], None] | None = None) ->
         if say:
             say(s)
 
-    ws = init_workspace(root)
-    step(DemoStep("Tạo không gian làm việc", f"huyện Tam Nông, năm {ws.year}, {len(ws.load_register())} đơn vị",
-                  [ws.config_path, ws.units_path]))
+    ws = init_workspace(root, issue_date=ISSUE_DATE)
+    step(DemoStep("Tạo không gian làm việc", f"huyện Tam Nông, năm {ws.year}, {len(ws.load_register())} đơn vị, "
+                  f"hạn nộp {ws.deadline:%d/%m/%Y}", [ws.config_path, ws.units_path]))
     gen = generate(ws)
     step(DemoStep("Sinh biểu mẫu cho từng đơn vị", f"{len(gen.files)} tệp Excel", [gen.out_dir]))
+    for extra in _optional_steps_before_collect(ws):
+        step(extra)
+    inbox, first, later = prepare_replies(ws, root / "hop-thu-den")
+    step(DemoStep("Các đơn vị gửi lại báo cáo (mô phỏng)",
+                  f"{len(first)} tệp/thư trong đợt đầu: đúng hạn, muộn, gửi hai lần, nén .zip, qua thư .eml, lưu bằng "
+                  "LibreOffice (.ods/.xls), có lỗi, sai năm; 5 đơn vị không gửi", [inbox]))
+    from .collect import collect
+
+    collected = collect(ws, first)
+    step(DemoStep("Thu nhận (danvan collect)", collected.summary(), [ws.ledger_path, ws.archive_dir],
+                  [f"{o.outcome_vi}: {o.name} — {o.message}" for o in collected.outcomes if o.outcome != "accepted"]))
+    from .checks import run_check
+
+    checked = run_check(ws, annotate=True)
+    failing = [u for u in checked.units if u.feedback]
+    step(DemoStep("Kiểm tra số liệu và gửi phản hồi (danvan check --annotate)",
+                  f"{sum(u.errors for u in checked.units)} lỗi, {sum(u.warnings for u in checked.units)} cảnh báo chưa "
+                  f"giải trình; {len(failing)} bảng phản hồi", [p for p in (checked.report,) if p] + [ws.feedback_dir]))
+    corrections = correct_from_feedback(ws, later)
+    again = collect(ws, corrections) if corrections else None
+    if again is not None:
+        step(DemoStep("Đơn vị sửa theo phản hồi và gửi lại", again.summary(), corrections,
+                      [f"{o.outcome_vi}: {o.name} [{o.unit}] — {o.message}" for o in again.outcomes]))
+        run_check(ws)
+    from .status import chase_list, load_status, summary_counts
+
+    statuses = load_status(ws)
+    counts = summary_counts(statuses)
+    step(DemoStep("Tình hình nộp (danvan status)",
+                  f"dự kiến {counts['expected']}, đã nhận {counts['received']}, không lỗi {counts['accepted']}, "
+                  f"còn lỗi {counts['with_errors']}, nộp muộn {counts['late']}, chưa nộp {counts['missing']}", [],
+                  [f"cần đôn đốc: {s.unit.code} {s.unit.name} ({s.state_vi})" for s in chase_list(statuses)]))
+    from .export import export
+
+    step(DemoStep("Xuất số liệu (danvan export)", "mỗi đơn vị một dòng, mỗi mã trường một cột", [export(ws, "csv")]))
+    for extra in _optional_steps_after_collect(ws):
+        step(extra)
     return result
+
+
+def _optional_steps_before_collect(ws: Workspace) -> list[DemoStep]:
+    """Stages added by later modules (e-mail drafts); empty until those modules exist."""
+    return []
+
+
+def _optional_steps_after_collect(ws: Workspace) -> list[DemoStep]:
+    """Stages added by later modules (summary, narratives, reminders)."""
+    return []
+
+
+# ------------------------------------------------------------------ simulated replies
+
+def _received(day: int) -> dt.datetime:
+    return dt.datetime(2020, 12, day, 9, 30)
+
+
+def _values_for(form: Form, unit: Unit, scenario: Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
+    values, tables = sample_values(form, unit, 2020)
+    for key, change in scenario.change.items():
+        if change == "+2":
+            values[key] = int(values[key]) + 2 if isinstance(values[key], int) else 2
+        elif change == "=NA":
+            for fid in ("don_tiep_nhan", "don_nam_truoc", "don_btht_tdc", "don_tranh_chap_dat", "don_moi_truong",
+                        "don_khac", "don_khieu_nai", "don_to_cao", "don_kien_nghi", "don_da_chuyen",
+                        "don_dang_giai_quyet", "don_con_han", "don_qua_han", "vu_viec_dong_nguoi"):
+                values[fid] = NA_TEXT
+        elif change == "text":  # typed as text: "05", "1.234" (only where there is a number)
+            n = values.get(key)
+            if isinstance(n, int):
+                values[key] = f"{n:,}".replace(",", ".") if n >= 1000 else f"{n:02d}"
+        else:
+            values[key] = change
+    return values, tables
+
+
+def prepare_replies(ws: Workspace, inbox: Path) -> tuple[Path, list[Path], dict[str, Path]]:
+    """Write the simulated replies into ``inbox``; returns (inbox, first batch, files by unit)."""
+    form = ws.load_form()
+    register = ws.load_register()
+    inbox.mkdir(parents=True, exist_ok=True)
+    work = inbox / ".tao"
+    work.mkdir(exist_ok=True)
+    batch: list[Path] = []
+    filled: dict[str, Path] = {}
+    for unit in register:
+        scenario = SCENARIOS.get(unit.code, Scenario(None))
+        if scenario.day is None:
+            continue
+        when = _received(scenario.day)
+        if scenario.how == "fixture":
+            fixture = _fixture(unit, form)
+            if fixture is not None:
+                target = inbox / fixture.name
+                shutil.copyfile(fixture, target)
+                _stamp(target, when)
+                batch.append(target)
+                filled[unit.code] = target
+                continue
+        values, tables = _values_for(form, unit, scenario)
+        template = _template(ws, form, unit, scenario.year, work)
+        path = work / f"Bao cao dan van {unit.code}.xlsx"
+        fill_workbook(template, path, values, tables, scenario.justify)
+        filled[unit.code] = path
+        batch += _deliver(unit, scenario, path, inbox, when, ws)
+    batch.append(_stray_scan(inbox, register.get("30016"), ws))
+    shutil.rmtree(work, ignore_errors=True)
+    return inbox, batch, filled
+
+
+def _template(ws: Workspace, form: Form, unit: Unit, year: int, work: Path) -> Path:
+    if year == ws.year:
+        return ws.templates_dir / template_filename(form, unit, year)
+    ctx = template_context(ws)
+    ctx = type(ctx)(year, dt.date(year, 12, 10), ctx.issued_at.replace(year=year), ctx.office_name, ctx.office_email,
+                    ctx.office_phone)
+    path = work / template_filename(form, unit, year)
+    path.write_bytes(build_template(form, unit, ctx))
+    return path
+
+
+def _stamp(path: Path, when: dt.datetime) -> None:
+    stamp = when.timestamp()
+    os.utime(path, (stamp, stamp))
+
+
+def _deliver(unit: Unit, scenario: Scenario, path: Path, inbox: Path, when: dt.datetime, ws: Workspace) -> list[Path]:
+    name = f"Bao cao Nam Dan van {unit.code}.xlsx"
+    out: list[Path] = []
+    if scenario.how in ("xlsx", "fixture"):
+        target = inbox / name
+        shutil.copyfile(path, target)
+        _stamp(target, when)
+        out.append(target)
+        if scenario.twice:  # the same file sent again a day later, renamed by the mail client
+            again = inbox / f"Bao cao Nam Dan van {unit.code} (1).xlsx"
+            shutil.copyfile(path, again)
+            _stamp(again, when + dt.timedelta(days=1))
+            out.append(again)
+    elif scenario.how == "zip":
+        target = inbox / f"{unit.code}.zip"
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as z:
+            info = zipfile.ZipInfo(f"Báo cáo dân vận {unit.code}.xlsx", date_time=when.timetuple()[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, path.read_bytes())
+        _stamp(target, when)
+        out.append(target)
+    else:
+        msg = _reply(unit, ws, when)
+        payload = path.read_bytes()
+        if scenario.how == "eml-zip":
+            import io
+
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr(f"Báo cáo {unit.name}.xlsx", payload)
+            msg.add_attachment(buf.getvalue(), maintype="application", subtype="zip", filename=f"Báo cáo {unit.code}.zip")
+        else:
+            msg.add_attachment(payload, maintype="application",
+                               subtype="vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                               filename=f"Báo cáo dân vận {unit.name}.xlsx")
+        target = inbox / f"thu-{unit.code}.eml"
+        target.write_bytes(msg.as_bytes(policy=email.policy.default))
+        out.append(target)
+    return out
+
+
+def _reply(unit: Unit, ws: Workspace, when: dt.datetime) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = f"{unit.name} <{unit.email}>"
+    msg["To"] = ws.office.email or "noivu@example.vn"
+    msg["Subject"] = f"Re: [{ws.year}] Biểu mẫu báo cáo “Năm Dân vận chính quyền” — {unit.name}"
+    msg["Date"] = format_datetime(when.replace(tzinfo=dt.timezone(dt.timedelta(hours=7))))
+    msg["Message-ID"] = make_msgid(domain=unit.email.split("@")[-1] if unit.email else "example.vn")
+    msg.set_content(f"Kính gửi {ws.office.name},\n\n{unit.name} gửi báo cáo kết quả thực hiện “Năm Dân vận chính quyền” "
+                    f"năm {ws.year} (tệp đính kèm).\n\nTrân trọng.")
+    return msg
+
+
+def _stray_scan(inbox: Path, unit: Unit | None, ws: Workspace) -> Path:
+    """A unit attaches a scanned letter instead of the workbook (a PDF): rejected with a reason."""
+    msg = _reply(unit, ws, _received(8)) if unit else EmailMessage()
+    msg.add_attachment(b"%PDF-1.4\n% ban scan cong van\n", maintype="application", subtype="pdf",
+                       filename="Công văn kèm báo cáo.pdf")
+    target = inbox / "thu-ban-scan.eml"
+    target.write_bytes(msg.as_bytes(policy=email.policy.default))
+    return target
+
+
+def _fixture(unit: Unit, form: Form) -> Path | None:
+    """A committed reply re-saved by real LibreOffice (samples/returns), if it was made from this form."""
+    from .gate import Rejected, sniff
+    from .workbook_reader import read_workbook
+    from .workspace import Limits
+
+    folder = sample_dir() / "returns"
+    for path in sorted(folder.glob(f"2020_{unit.code}_*")) if folder.is_dir() else []:
+        data = path.read_bytes()
+        try:
+            result = read_workbook(data, sniff(data, Limits()), form, 2020, Limits(), path.name)
+        except Rejected:
+            continue
+        if result.ok:
+            return path
+    return None
+
+
+def correct_from_feedback(ws: Workspace, filled: dict[str, Path]) -> list[Path]:
+    """Units with a feedback workbook and a planned correction fix it and send it back (day 12)."""
+    form = ws.load_form()
+    register = ws.load_register()
+    out: list[Path] = []
+    folder = ws.root / "hop-thu-den" / "lan-2"
+    for code, scenario in SCENARIOS.items():
+        feedback = ws.feedback_dir / f"{code}.xlsx"
+        if scenario.correction is None or not feedback.exists():
+            continue
+        unit = register.get(code)
+        if unit is None:
+            continue
+        values, _tables = _values_for(form, unit, Scenario(scenario.day))
+        fixes = {k: values[k] for k in scenario.change} | scenario.correction
+        folder.mkdir(parents=True, exist_ok=True)
+        target = fill_workbook(feedback, folder / f"Bao cao da sua {code}.xlsx", fixes)
+        _stamp(target, _received(12))
+        out.append(target)
+    return out

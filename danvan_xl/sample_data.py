@@ -175,7 +175,7 @@ def _numbers(rng: random.Random, unit: Unit) -> dict[str, Any]:
     received = rng.randint(8, 60) if commune else rng.choice([0, 0, rng.randint(2, 25)])
     topics = _split(rng, received, 4)
     handling = rng.randint(0, received // 4) if received else 0
-    overdue = rng.randint(0, min(1, handling)) if handling else 0
+    overdue = 1 if handling and rng.random() < 0.15 else 0
     staff = rng.randint(12, 45) if commune else rng.randint(6, 30)
     violations = rng.randint(0, 2)
     files = rng.randint(300, 2400) if commune else rng.randint(20, 400)
@@ -187,7 +187,7 @@ def _numbers(rng: random.Random, unit: Unit) -> dict[str, Any]:
         "kiem_tra_cong_vu": rng.randint(1, 6), "hn_tuyen_truyen": rng.randint(2, 12),
         "lich_tiep_cong_khai": "Có", "tcd_dinh_ky_luot": luot, "tcd_dinh_ky_nguoi": luot + rng.randint(0, 12),
         "tcd_thuong_xuyen_luot": rng.randint(10, 90) if commune else rng.randint(0, 20),
-        "don_tiep_nhan": received, "don_nam_truoc": max(0, received + rng.randint(-8, 8)),
+        "don_tiep_nhan": received, "don_nam_truoc": max(1, received + round(received * rng.uniform(-0.3, 0.3))),
         "don_btht_tdc": topics[0], "don_tranh_chap_dat": topics[1], "don_moi_truong": topics[2], "don_khac": topics[3],
         "don_khieu_nai": 0, "don_to_cao": 0, "don_kien_nghi": received, "vu_viec_dong_nguoi": 0,
         "don_da_chuyen": received - handling, "don_dang_giai_quyet": handling, "don_con_han": handling - overdue,
@@ -267,3 +267,53 @@ def fill_workbook(
 def _destination(wb: Any, name: str) -> tuple[str, str]:
     sheet, coord = next(iter(wb.defined_names[name].destinations))
     return sheet, coord.replace("$", "")
+
+
+def build_sample_returns(out: Path, soffice: str = "soffice") -> list[Path]:
+    """(Re)build ``samples/returns``: filled workbooks re-saved by real LibreOffice, clean and with problems.
+
+    Run after changing the bundled form: ``python -m danvan_xl.sample_data samples/returns``.
+    """
+    import datetime as dt
+    import shutil
+    import subprocess
+    import tempfile
+
+    from .generate import generate
+    from .workspace import init_workspace
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("2020_*"):
+        old.unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = init_workspace(Path(tmp) / "ws", issue_date=dt.date(2020, 11, 2))
+        plan = {"TN-TP": "ods", "TN-LDTBXH": "xls", "30028": "xlsx", "TN-VP": None, "30007": None}
+        generate(ws, list(plan))
+        form, register = ws.load_form(), ws.load_register()
+        made: list[Path] = []
+        for code, fmt in plan.items():
+            unit = register.get(code)
+            assert unit is not None
+            values, tables = sample_values(form, unit, 2020)
+            suffix = "co-loi" if code == "30007" else ("libreoffice" if fmt else "sach")
+            if code == "30007":
+                values["vu_viec_dong_nguoi"] = "nhiều"
+                values["don_khac"] = values["don_khac"] + 3 if isinstance(values["don_khac"], int) else 3
+            template = next(ws.templates_dir.glob(f"2020_{code}_*.xlsx"))
+            filled = fill_workbook(template, Path(tmp) / f"2020_{code}_{suffix}.xlsx", values, tables)
+            if fmt is None:
+                made.append(Path(shutil.copyfile(filled, out / filled.name)))
+                continue
+            profile = Path(tmp) / "lo-profile"
+            subprocess.run([soffice, f"-env:UserInstallation=file://{profile}", "--headless", "--norestore",
+                            "--convert-to", fmt, "--outdir", str(out), str(filled)], check=True, capture_output=True,
+                           timeout=180)
+            made.append(out / f"{filled.stem}.{fmt}")
+        return made
+
+
+if __name__ == "__main__":  # pragma: no cover - developer tool
+    import sys
+
+    for p in build_sample_returns(Path(sys.argv[1] if len(sys.argv) > 1 else "samples/returns")):
+        print(p)

@@ -86,11 +86,17 @@ def test_every_command_has_help_with_an_example(command):
     assert "Ví dụ:" in result.output and f"danvan {command}" in result.output
 
 
-def test_demo_runs_and_says_where_outputs_are(tmp_path):
+def test_demo_runs_the_cycle_and_says_where_outputs_are(tmp_path):
     result = run("demo", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
-    assert "Xong." in result.output and str(tmp_path / "demo") in result.output
+    out = result.output
+    assert "Xong." in out and str(tmp_path / "demo") in out
     assert len(list((tmp_path / "demo" / "templates").glob("*.xlsx"))) == 25
+    assert "22 tệp: 19 nhận mới, 1 trùng, 2 bị từ chối, 0 xung đột" in out
+    assert "tệp là báo cáo năm 2019, không phải năm 2020" in out and "tệp PDF" in out
+    assert "đã nhận bản sửa (bản thứ 2)" in out
+    assert "dự kiến 25, đã nhận 19, không lỗi 19, còn lỗi 0, nộp muộn 1, chưa nộp 6" in out
+    assert (tmp_path / "demo" / "feedback" / "TN-TNMT.xlsx").exists()
 
 
 def test_installed_command_works_from_any_folder(tmp_path):
