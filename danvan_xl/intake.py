@@ -259,6 +259,8 @@ def _attachments(msg: Message) -> Iterator[Message]:
     for part in msg.walk():
         if part.is_multipart() or part.get_content_type() == "message/rfc822":
             continue
+        if part.get_content_maintype() == "image" and (part.get_content_disposition() != "attachment" or part["Content-ID"]):
+            continue  # a logo in the signature, not something the unit sent
         if part.get_content_disposition() == "attachment" or attachment_name(part, default=""):
             yield part
 

@@ -302,9 +302,10 @@ class Ledger:
             self._run_id = int(cur.lastrowid or 0)
         return self._run_id
 
-    def event(self, conn: sqlite3.Connection, kind: str, unit: str = "", subject: str = "", **details: Any) -> None:
+    def event(self, conn: sqlite3.Connection, event: str, unit: str = "", subject: str = "", **details: Any) -> None:
+        """Append to the event log (``details`` may use any key, including ``kind``)."""
         conn.execute("INSERT INTO events(ts, run_id, kind, unit_code, subject, details) VALUES (?,?,?,?,?,?)",
-                     (_iso(now()), self.run_id(conn), kind, unit, subject,
+                     (_iso(now()), self.run_id(conn), event, unit, subject,
                       json.dumps(details, ensure_ascii=False, default=str, sort_keys=True)))
 
     # -- archive ---------------------------------------------------------------------------
