@@ -173,6 +173,9 @@ def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str]
             reply_by = f"trước ngày {ws.deadline:%d/%m/%Y}" if ws.deadline else "sớm"
             for uc in result.units:
                 if not open_findings(uc.findings):
+                    stale = ws.feedback_dir / f"{uc.unit.code}.xlsx"
+                    if stale.exists():  # an earlier feedback that the unit has since answered
+                        stale.unlink()
                     continue
                 data = build_feedback(form, uc.unit, ctx, ledger.submission(uc.submission_id), uc.findings,
                                       office=ws.office.name, reply_by=reply_by, prev=prev_all.get(uc.unit.code))

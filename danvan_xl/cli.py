@@ -330,6 +330,184 @@ def resolve(workspace: Path, unit: str, submission_id: int) -> None:
     click.echo(resolve_conflict(_ws(workspace), unit, submission_id))
 
 
+def _password(env: str, what: str, needed: bool) -> str | None:
+    """A password from the environment or a hidden prompt; never stored."""
+    value = os.environ.get(env)
+    if value is not None or not needed:
+        return value
+    if not sys.stdin.isatty():
+        raise CliError(f"Chưa có mật khẩu {what}: đặt biến môi trường {env}.", 2)
+    return click.prompt(f"Mật khẩu {what}", hide_input=True, err=True)
+
+
+def _send_or_draft(ws: Workspace, outgoing: list[Any], send_now: bool, resend: bool, dry_run: bool,
+                   as_json: bool) -> None:
+    from .mailer import send, write_drafts
+
+    problems = [o for o in outgoing if not o.ok]
+    if not send_now and not dry_run:
+        paths = write_drafts(ws, outgoing)
+        if as_json:
+            _echo_json({"drafts": [str(p) for p in paths], "messages": [o.to_dict() for o in outgoing]})
+        else:
+            for o in problems:
+                click.echo(f"  {o.unit.code:<10} KHÔNG SOẠN ĐƯỢC: {o.problem}")
+            click.echo(f"Đã soạn {len(paths)} thư nháp (.eml) vào {ws.outbox_dir}; mở bằng chương trình thư để "
+                       "gửi, hoặc chạy lại với --send để gửi qua máy chủ thư.")
+        sys.exit(1 if problems else 0)
+    needed = bool(ws.mail.smtp_host and ws.mail.smtp_user) and not dry_run
+    password = _password("DANVAN_SMTP_PASSWORD", "máy chủ gửi thư", needed)
+    todo = sum(1 for o in outgoing if o.ok)
+    with _progress("Đang gửi thư", max(todo, 1), quiet=as_json or dry_run) as bar:
+        report = send(ws, outgoing, password=password, resend=resend, dry_run=dry_run,
+                      progress=lambda done, _total: bar.update(done - bar.pos))
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        for w in report.warnings:
+            click.echo(w, err=True)
+        for r in report.results:
+            click.echo(f"{r.status_vi:<26} {r.unit:<10} {r.to or '—'}: {r.message}")
+        click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@workspace_option
+@click.option("--send", "send_now", is_flag=True, help="Gửi ngay qua máy chủ thư (mặc định: chỉ soạn thư nháp .eml).")
+@click.option("--unit", "units", multiple=True, metavar="MÃ", help="Chỉ gửi cho đơn vị này (lặp lại được).")
+@click.option("--resend", is_flag=True, help="Gửi lại cả thư đã gửi trước đó.")
+@click.option("--dry-run", is_flag=True, help="Chỉ liệt kê thư sẽ gửi, không kết nối máy chủ.")
+@click.option("--feedback", is_flag=True, help="Gửi bảng phản hồi (thư mục feedback/) để đơn vị điều chỉnh.")
+@json_option
+def mail(workspace: Path, send_now: bool, units: tuple[str, ...], resend: bool, dry_run: bool, feedback: bool,
+         as_json: bool) -> None:
+    """Gửi mỗi đơn vị biểu mẫu của mình qua thư điện tử (hoặc thư đề nghị điều chỉnh với --feedback).
+
+    Mặc định chỉ soạn thư nháp .eml trong outbox/mail/; --send mới gửi qua máy chủ (bảng [mail]
+    trong danvan.toml). Mật khẩu lấy từ biến DANVAN_SMTP_PASSWORD hoặc được hỏi khi chạy, không
+    lưu lại. Thư đã gửi được ghi sổ: chạy lại không gửi trùng (trừ khi có --resend).
+
+    \b
+    Ví dụ:
+      danvan mail -w ws                      # soạn thư nháp
+      danvan mail -w ws --send --dry-run     # xem thư nào sẽ được gửi
+      danvan mail -w ws --send --unit TN-TP
+      danvan mail -w ws --feedback --send
+    """
+    from .mailer import build_messages
+
+    ws = _ws(workspace)
+    outgoing = build_messages(ws, "feedback" if feedback else "template", units)
+    _send_or_draft(ws, outgoing, send_now, resend, dry_run, as_json)
+
+
+@main.command()
+@workspace_option
+@click.option("--send", "send_now", is_flag=True, help="Gửi ngay qua máy chủ thư (mặc định: chỉ soạn thư nháp .eml).")
+@click.option("--resend", is_flag=True, help="Nhắc lại cả đơn vị đã được nhắc hôm nay.")
+@click.option("--dry-run", is_flag=True, help="Chỉ liệt kê thư sẽ gửi, không kết nối máy chủ.")
+@json_option
+def remind(workspace: Path, send_now: bool, resend: bool, dry_run: bool, as_json: bool) -> None:
+    """Nhắc các đơn vị chưa nộp báo cáo (kèm lại biểu mẫu và hạn nộp).
+
+    Mỗi đơn vị được nhắc nhiều nhất một lần mỗi ngày (trừ khi có --resend).
+
+    \b
+    Ví dụ:
+      danvan remind -w ws                    # soạn thư nháp nhắc nộp
+      danvan remind -w ws --send --dry-run
+      danvan remind -w ws --send
+    """
+    from .mailer import build_messages
+
+    ws = _ws(workspace)
+    outgoing = build_messages(ws, "reminder")
+    if not outgoing:
+        click.echo("Mọi đơn vị đều đã nộp báo cáo; không cần nhắc.")
+        return
+    _send_or_draft(ws, outgoing, send_now, resend, dry_run, as_json)
+
+
+@main.command("fetch-mail")
+@workspace_option
+@json_option
+def fetch_mail_command(workspace: Path, as_json: bool) -> None:
+    """Thu nhận biểu mẫu từ hộp thư (IMAP): chỉ đọc thư mới, không xoá hay đánh dấu thư trên máy chủ.
+
+    Mật khẩu hộp thư lấy từ biến DANVAN_IMAP_PASSWORD hoặc được hỏi khi chạy, không lưu lại.
+    Thư của đơn vị mà không có bảng tính được liệt kê để người xem.
+
+    \b
+    Ví dụ:
+      danvan fetch-mail -w ws
+      DANVAN_IMAP_PASSWORD=... danvan fetch-mail -w ws --json
+    """
+    from .mailfetch import fetch_mail
+
+    ws = _ws(workspace)
+    password = _password("DANVAN_IMAP_PASSWORD", "hộp thư", bool(ws.mail.imap_host))
+    bar = _progress("Đang đọc hộp thư", 1, quiet=as_json)
+    with bar:
+        def tick(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        report = fetch_mail(ws, password=password, progress=tick)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        for w in report.warnings:
+            click.echo(w, err=True)
+        for o in report.collect.outcomes:
+            unit = f" [{o.unit}]" if o.unit else ""
+            counts = f" — {o.errors} lỗi, {o.warnings} cảnh báo" if (o.errors or o.warnings) else ""
+            click.echo(f"{o.outcome_vi:<16} {o.name}{unit}: {o.message} ({o.origin}){counts}")
+        if report.needs_human:
+            click.echo("Cần người xem:")
+            for n in report.needs_human:
+                click.echo(f"  {n.describe()}")
+        click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@workspace_option
+@click.option("--unit", "units", multiple=True, metavar="MÃ", help="Chỉ viết báo cáo của đơn vị này (lặp lại được).")
+@click.option("--district", is_flag=True, help="Viết báo cáo tổng hợp của cơ quan tổng hợp.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Thư mục ghi báo cáo (mặc định: reports/bao-cao/).")
+@click.option("--no-pad", is_flag=True, help="Không viết số nhỏ dạng 05, 01 (mặc định viết như văn bản mẫu).")
+@json_option
+def narrative(workspace: Path, units: tuple[str, ...], district: bool, out_dir: Path | None, no_pad: bool,
+              as_json: bool) -> None:
+    """Viết báo cáo (.docx theo thể thức Nghị định 30/2020 và bản .md) từ số liệu đã thu nhận.
+
+    Không có tuỳ chọn: báo cáo của mọi đơn vị đã nộp, số liệu không còn lỗi. --district: báo cáo
+    tổng hợp của cơ quan tổng hợp. Câu chữ nằm trong thư mục narrative/ của biểu mẫu, sửa được.
+
+    \b
+    Ví dụ:
+      danvan narrative -w ws
+      danvan narrative -w ws --unit TN-VP
+      danvan narrative -w ws --district
+    """
+    from .narrate import write_narratives
+    from .narrative import NarrativeOptions
+
+    result = write_narratives(_ws(workspace), units, district=district, out_dir=out_dir,
+                              options=NarrativeOptions(pad_small_counts=not no_pad))
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    for w in result.written:
+        note = f" ({w.note})" if w.note else ""
+        click.echo(f"  {w.unit or 'tổng hợp':<10} {w.docx.name}, {w.markdown.name}{note}")
+    for code, reason in result.skipped:
+        click.echo(f"  {code:<10} bỏ qua: {reason}")
+    click.echo(f"Đã viết {len(result.written)} báo cáo vào {result.out_dir}.")
+
+
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def demo(directory: Path) -> None:

@@ -120,15 +120,19 @@ def run_demo(root: str | Path, say: Callable[[DemoStep], None] | None = None) ->
 
     checked = run_check(ws, annotate=True)
     failing = [u for u in checked.units if u.feedback]
-    step(DemoStep("Kiểm tra số liệu và gửi phản hồi (danvan check --annotate)",
+    from .mailer import build_messages, write_drafts
+
+    feedback_mail = write_drafts(ws, build_messages(ws, "feedback"))
+    step(DemoStep("Kiểm tra số liệu và gửi phản hồi (danvan check --annotate, danvan mail --feedback)",
                   f"{sum(u.errors for u in checked.units)} lỗi, {sum(u.warnings for u in checked.units)} cảnh báo chưa "
-                  f"giải trình; {len(failing)} bảng phản hồi", [p for p in (checked.report,) if p] + [ws.feedback_dir]))
+                  f"giải trình; {len(failing)} bảng phản hồi và {len(feedback_mail)} thư gửi kèm",
+                  [p for p in (checked.report,) if p] + [ws.feedback_dir]))
     corrections = correct_from_feedback(ws, later)
     again = collect(ws, corrections) if corrections else None
     if again is not None:
         step(DemoStep("Đơn vị sửa theo phản hồi và gửi lại", again.summary(), corrections,
                       [f"{o.outcome_vi}: {o.name} [{o.unit}] — {o.message}" for o in again.outcomes]))
-        run_check(ws)
+        run_check(ws, annotate=True)  # corrected units no longer have a feedback workbook
     from .status import chase_list, load_status, summary_counts
 
     statuses = load_status(ws)
@@ -146,13 +150,30 @@ def run_demo(root: str | Path, say: Callable[[DemoStep], None] | None = None) ->
 
 
 def _optional_steps_before_collect(ws: Workspace) -> list[DemoStep]:
-    """Stages added by later modules (e-mail drafts); empty until those modules exist."""
-    return []
+    """E-mail drafts with each unit's template attached (nothing is sent)."""
+    from .mailer import build_messages, write_drafts
+
+    drafts = write_drafts(ws, build_messages(ws, "template"))
+    return [DemoStep("Soạn thư gửi biểu mẫu (danvan mail)", f"{len(drafts)} thư nháp .eml, mỗi thư kèm biểu mẫu của "
+                     "đơn vị; mở bằng Thunderbird/Outlook hoặc gửi bằng danvan mail --send", [ws.outbox_dir])]
 
 
 def _optional_steps_after_collect(ws: Workspace) -> list[DemoStep]:
-    """Stages added by later modules (summary, narratives, reminders)."""
-    return []
+    """Reminders to the units that have not answered, and the reports."""
+    from .mailer import build_messages, write_drafts
+    from .narrate import write_narratives
+
+    steps = []
+    reminders = write_drafts(ws, build_messages(ws, "reminder"))
+    steps.append(DemoStep("Soạn thư nhắc đơn vị chưa nộp (danvan remind)", f"{len(reminders)} thư nhắc, kèm lại "
+                          f"biểu mẫu và hạn nộp {ws.deadline:%d/%m/%Y}", reminders[:1]))
+    units = write_narratives(ws)
+    district = write_narratives(ws, district=True)
+    seed = next((w for w in units.written if w.unit.endswith("-VP")), None)
+    steps.append(DemoStep("Viết báo cáo (danvan narrative)",
+                          f"{len(units.written)} báo cáo đơn vị và báo cáo tổng hợp, dạng .docx (Nghị định 30) và .md",
+                          [p for p in (seed.docx if seed else None, district.written[0].docx) if p]))
+    return steps
 
 
 # ------------------------------------------------------------------ simulated replies

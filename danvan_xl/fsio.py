@@ -20,7 +20,7 @@ _REASONS = {
     errno.EROFS: "thư mục chỉ cho phép đọc",
     errno.EACCES: "không có quyền ghi",
     errno.EPERM: "không có quyền ghi",
-    errno.EFBIG: "tệp vượt giới hạn kích thước cho phép",
+    errno.EFBIG: "ổ đĩa đầy hoặc tệp vượt giới hạn kích thước cho phép",
 }
 
 
@@ -49,6 +49,7 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             written = os.write(fd, view)
             view = view[written:]
         os.fsync(fd)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are meant to be shared
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
@@ -63,6 +64,12 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

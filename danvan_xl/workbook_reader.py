@@ -16,6 +16,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
+from xml.parsers import expat as xml_expat
 
 import python_calamine
 
@@ -26,12 +27,13 @@ from .gate import Rejected, Sniffed
 from .layout import Cell, Layout, build_layout, col_letter
 from .submission import SubmissionData, Value
 from .textnorm import clean_text, match_key
-from .vocabulary import PROP_PREFIX, SHEET_CHECKS, SHEET_META, Severity
+from .vocabulary import PROP_PREFIX, SHEET_CHECKS, SHEET_FEEDBACK, SHEET_INSTRUCTIONS, SHEET_LISTS, SHEET_META, Severity
 from .workspace import Limits
 
 _REF = re.compile(r"^'?(?P<sheet>[^'!]+)'?!\$?(?P<col>[A-Z]{1,3})\$?(?P<row>\d+)(?::\$?[A-Z]{1,3}\$?\d+)?$")
 _ODS_REF = re.compile(r"^\$?'?(?P<sheet>[^'.]+)'?\.\$?(?P<col>[A-Z]{1,3})\$?(?P<row>\d+)")
 _DTD = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
+_MERGE = re.compile(rb'<mergeCell ref="([A-Z]+[0-9]+:[A-Z]+[0-9]+)"')
 _DEFINED = re.compile(rb'<definedName[^>]*\bname="([^"]+)"[^>]*>([^<]*)</definedName>')
 _ODS_NAMED = re.compile(rb'<table:named-range[^>]*?table:name="([^"]+)"[^>]*?table:cell-range-address="([^"]+)"'
                         rb'|<table:named-range[^>]*?table:cell-range-address="([^"]+)"[^>]*?table:name="([^"]+)"')
@@ -56,6 +58,7 @@ class Book:
     properties: dict[str, str]
     special: dict[str, dict[str, tuple[str, str]]]  # sheet → A1 → ("formula", text) | ("error", "#DIV/0!")
     _calamine: Any = None
+    merges: dict[str, list[str]] = field(default_factory=dict)  # sheet → ["B5:E5", …] (xlsx only)
     _rows: dict[str, list[list[Any]]] = field(default_factory=dict)
     _offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -130,6 +133,8 @@ def _xlsx_parts(book: Book, data: bytes, limits: Limits, needed: set[str]) -> No
         if "docProps/custom.xml" in zf.namelist():
             for name, value in _CUSTOM_XLSX.findall(_no_dtd("docProps/custom.xml", zf.read("docProps/custom.xml"))):
                 book.properties[_unescape(name)] = _unescape(value)
+        if "xl/sharedStrings.xml" in zf.namelist():
+            _well_formed("xl/sharedStrings.xml", zf.read("xl/sharedStrings.xml"), "")
         targets = _sheet_targets(zf, workbook)
         for sheet, target in targets.items():
             if sheet not in needed or target not in zf.namelist():
@@ -137,9 +142,24 @@ def _xlsx_parts(book: Book, data: bytes, limits: Limits, needed: set[str]) -> No
             xml = zf.read(target)
             _no_dtd(target, xml[:2048])
             _check_extent(sheet, xml, limits)
+            _well_formed(target, xml, sheet)
+            merges = _MERGE.findall(xml)
+            if merges:
+                book.merges[sheet] = [m.decode() for m in merges]
             # The check sheet is all formulas by design; only input sheets are scanned.
             if sheet != SHEET_CHECKS and (b"<f" in xml or b't="e"' in xml):
                 book.special[sheet] = _special_cells(xml)
+
+
+def _well_formed(part: str, xml: bytes, sheet: str) -> None:
+    """A strict XML pass: calamine tolerates damage and may return different values (reliability.md §1.4)."""
+    parser = xml_expat.ParserCreate()
+    try:
+        parser.Parse(xml, True)
+    except xml_expat.ExpatError as err:
+        where = f"trang '{sheet}'" if sheet else f"thành phần '{part}'"
+        raise Rejected("damaged-file", f"{where} có cấu trúc XML bị hỏng (dòng {err.lineno}, cột {err.offset}); "
+                                       "đề nghị mở bằng Excel rồi lưu lại, hoặc gửi lại tệp") from err
 
 
 def _no_dtd(part: str, xml: bytes) -> bytes:
@@ -213,6 +233,7 @@ def _special_cells(xml: bytes) -> dict[str, tuple[str, str]]:
 def _ods_parts(book: Book, data: bytes) -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         content = _no_dtd("content.xml", zf.read("content.xml"))
+        _well_formed("content.xml", content, "")
         for m in _ODS_NAMED.finditer(content):
             name, ref = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
             _add_name(book, name, ref, _ODS_REF)
@@ -327,6 +348,13 @@ def read_values(book: Book, form: Form, layout: Layout, file_name: str) -> tuple
         raise Rejected("structure-damaged", f"thiếu trang {', '.join(missing)} (trong tệp có: {found}); trang đã bị xoá "
                                             "hoặc đổi tên — đề nghị điền lại vào biểu mẫu gốc")
     positions = _resolve_positions(book, layout, notes)
+    _check_merges(book, layout)
+    expected = {*layout.section_sheets, SHEET_CHECKS, SHEET_META, SHEET_LISTS, SHEET_INSTRUCTIONS, SHEET_FEEDBACK}
+    extra = [s for s in book.sheet_names if s not in expected]
+    if extra:
+        findings.append(Finding("extra-sheets", Severity.WARNING,
+                                f"Tệp có thêm trang không thuộc biểu mẫu ({', '.join(extra[:5])}); nội dung các trang này "
+                                "không được đọc.", file=file_name))
     values: dict[str, Value] = {}
     for fid, pos in layout.fields.items():
         f = pos.field
@@ -388,6 +416,33 @@ def _resolve_positions(book: Book, layout: Layout, notes: list[str]) -> dict[str
                                             + ("…" if len(wrong) > 5 else "") + "); dòng hoặc cột đã bị chèn/xoá — "
                                             "đề nghị điền lại vào biểu mẫu gốc")
     return {}
+
+
+def _check_merges(book: Book, layout: Layout) -> None:
+    """An input cell merged into something the template did not merge loses its value: refuse."""
+    if not book.merges:
+        return
+    expected = {}
+    for pos in layout.fields.values():
+        end = Cell(pos.cell.sheet, pos.cell.row, max(pos.merge_to, pos.cell.col))
+        expected[(pos.cell.sheet, pos.cell.a1)] = f"{pos.cell.a1}:{end.a1}" if pos.merge_to > pos.cell.col else None
+    inputs = {(c.sheet, c.a1): c for c in layout.input_cells()}
+    for sheet, ranges in book.merges.items():
+        for rng in ranges:
+            first, last = rng.split(":")
+            top, bottom = _a1_to_cell(sheet, first), _a1_to_cell(sheet, last)
+            for (s_, a1), cell in inputs.items():
+                if s_ != sheet or not (top.row <= cell.row <= bottom.row and top.col <= cell.col <= bottom.col):
+                    continue
+                if expected.get((sheet, a1)) != rng:
+                    raise Rejected("structure-damaged", f"ô nhập liệu {sheet}!{a1} đã bị gộp vào vùng {rng}; "
+                                                        "đề nghị bỏ gộp ô hoặc điền lại vào biểu mẫu gốc")
+
+
+def _a1_to_cell(sheet: str, a1: str) -> Cell:
+    m = re.match(r"([A-Z]+)([0-9]+)", a1)
+    assert m
+    return Cell(sheet, int(m.group(2)) - 1, _col_index(m.group(1)) - 1)
 
 
 def read_workbook(data: bytes, sniffed: Sniffed, form: Form, year: int, limits: Limits, file_name: str) -> ReadResult:

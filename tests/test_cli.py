@@ -96,7 +96,12 @@ def test_demo_runs_the_cycle_and_says_where_outputs_are(tmp_path):
     assert "tệp là báo cáo năm 2019, không phải năm 2020" in out and "tệp PDF" in out
     assert "đã nhận bản sửa (bản thứ 2)" in out
     assert "dự kiến 25, đã nhận 19, không lỗi 19, còn lỗi 0, nộp muộn 1, chưa nộp 6" in out
-    assert (tmp_path / "demo" / "feedback" / "TN-TNMT.xlsx").exists()
+    demo = tmp_path / "demo"
+    assert (demo / "outbox" / "mail" / "TN-TNMT_phan-hoi.eml").exists()  # feedback went out with its workbook
+    assert not (demo / "feedback" / "TN-TNMT.xlsx").exists()  # and was withdrawn once the correction arrived
+    assert (demo / "outbox" / "mail" / "TN-VHTT_nhac-nho.eml").exists()
+    assert (demo / "reports" / "bao-cao" / "2020_TN-VP_bao-cao-dan-van.docx").exists()
+    assert (demo / "reports" / "bao-cao" / "2020_tong-hop_bao-cao-dan-van.md").exists()
 
 
 def test_installed_command_works_from_any_folder(tmp_path):
