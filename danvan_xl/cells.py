@@ -18,7 +18,7 @@ from .findings import Finding
 from .form import Column, Field
 from .layout import Cell, TablePos
 from .submission import Value
-from .textnorm import clean_text, format_number, has_control_chars, match_key, parse_date_text, parse_number_text
+from .textnorm import clean_text, format_int, format_number, has_control_chars, match_key, parse_date_text, parse_number_text
 from .vocabulary import NA_ALIASES, NA_TEXT, NO, NUMERIC_KINDS, YES, Kind, Severity, ValueState
 
 _NA_KEYS = {match_key(a) for a in NA_ALIASES}
@@ -202,7 +202,7 @@ def _text(t: _Target, raw: Any, finding: Callable[[str, Severity, str], None]) -
         finding("control-characters", Severity.INFO, f"{label} có ký tự điều khiển không in được; đã bỏ đi.")
     if len(text) > t.max_length:
         finding("too-long", Severity.ERROR,
-                f"{label} dài {len(text):,} ký tự, vượt giới hạn {t.max_length:,} ký tự.".replace(",", "."))
+                f"{label} dài {format_int(len(text))} ký tự, vượt giới hạn {format_int(t.max_length)} ký tự.")
         return ValueState.INVALID, text, text
     return ValueState.VALUE, text, None
 

@@ -15,6 +15,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 
+from .textnorm import format_int
 from .workspace import Limits
 
 MB = 1024 * 1024
@@ -138,8 +139,8 @@ def _sniff_zip(data: bytes, limits: Limits) -> Sniffed:
 def check_zip_members(infos: list[zipfile.ZipInfo], archive_size: int, limits: Limits) -> None:
     """Bomb, overlap, duplicate and unsafe-name checks on a zip's central directory."""
     if len(infos) > limits.max_members:
-        count = f"{len(infos):,}".replace(",", ".")
-        raise Rejected("too-large", f"tệp nén có {count} thành phần, vượt giới hạn {limits.max_members}")
+        raise Rejected("too-large", f"tệp nén có {format_int(len(infos))} thành phần, vượt giới hạn "
+                                    f"{format_int(limits.max_members)}")
     seen: set[str] = set()
     total = 0
     for info in infos:
@@ -155,8 +156,8 @@ def check_zip_members(infos: list[zipfile.ZipInfo], archive_size: int, limits: L
                                         f"vượt giới hạn {limits.max_member_mb:g} MB (nghi tệp nén độc hại)")
         if info.file_size > MB and info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
             ratio = info.file_size / info.compress_size
-            raise Rejected("too-large", f"thành phần '{name[:60]}' có tỷ lệ nén {ratio:,.0f}:1, vượt giới hạn "
-                                        f"{limits.max_ratio:g}:1 (nghi tệp nén độc hại)".replace(",", "."))
+            raise Rejected("too-large", f"thành phần '{name[:60]}' có tỷ lệ nén {format_int(round(ratio))}:1, vượt giới hạn "
+                                        f"{limits.max_ratio:g}:1 (nghi tệp nén độc hại)")
     if total > limits.max_expanded_mb * MB:
         raise Rejected("too-large", f"tệp giải nén ra {total / MB:.0f} MB, vượt giới hạn {limits.max_expanded_mb:g} MB")
     _check_overlap(infos, archive_size)

@@ -31,7 +31,7 @@ from .errors import TemplateBuildError
 from .expr import NA
 from .form import Column, Field, Form
 from .layout import CHECK_WIDTHS, HEADER_ROW, Cell, FieldPos, Layout, Row, SheetLayout, build_layout, col_letter
-from .textnorm import format_date_short, safe_filename, slug
+from .textnorm import format_date_short, format_int, safe_filename, slug
 from .units import Unit
 from .vocabulary import (
     NA_TEXT,
@@ -763,11 +763,11 @@ def _kind_validation(
         opts |= {"input_title": "Nhập số", "error_title": "Số liệu không hợp lệ",
                  "error_message": f"Chỉ nhập số {rng}" + (", hoặc “không phát sinh”." if na else ".")}
     elif kind in (Kind.TEXT, Kind.PARAGRAPH):
-        message = hint or (f"Nhập nội dung, tối đa {max_length:,} ký tự.".replace(",", ".")
+        message = hint or (f"Nhập nội dung, tối đa {format_int(max_length)} ký tự."
                            + (" Xuống dòng bằng Alt+Enter." if kind == Kind.PARAGRAPH else ""))
         opts = {"validate": "length", "criteria": "<=", "value": max_length,
                 "input_title": "Nhập nội dung", "error_title": "Nội dung quá dài",
-                "error_message": f"Nội dung tối đa {max_length:,} ký tự.".replace(",", ".")}
+                "error_message": f"Nội dung tối đa {format_int(max_length)} ký tự."}
     elif kind in (Kind.CHOICE, Kind.YESNO):
         name = "co_khong" if kind == Kind.YESNO else choices
         message = hint or "Bấm mũi tên để chọn trong danh sách."

@@ -14,6 +14,7 @@ import html
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers import expat as xml_expat
@@ -26,7 +27,7 @@ from .form import Form
 from .gate import Rejected, Sniffed
 from .layout import Cell, Layout, build_layout, col_letter
 from .submission import SubmissionData, Value
-from .textnorm import clean_text, match_key
+from .textnorm import clean_text, format_int, match_key
 from .vocabulary import PROP_PREFIX, SHEET_CHECKS, SHEET_FEEDBACK, SHEET_INSTRUCTIONS, SHEET_LISTS, SHEET_META, Severity
 from .workspace import Limits
 
@@ -106,12 +107,16 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
         raise Rejected("damaged-file", f"không đọc được bảng tính ({_short(err)}); đề nghị mở bằng Excel rồi lưu lại") from err
     states = {m.name: _state(m.visible) for m in wb.sheets_metadata}
     book = Book(sniffed.kind, list(wb.sheet_names), states, {}, {}, {}, wb)
-    if sniffed.kind == "xlsx":
-        _xlsx_parts(book, data, limits, needed)
-    elif sniffed.kind == "ods":
-        _ods_parts(book, data)
-    else:
-        _xls_names(book, data)
+    try:
+        if sniffed.kind == "xlsx":
+            _xlsx_parts(book, data, limits, needed)
+        elif sniffed.kind == "ods":
+            _ods_parts(book, data)
+        else:
+            _xls_names(book, data)
+    except (zipfile.BadZipFile, KeyError, EOFError, OSError, zlib.error) as err:
+        # A member shorter or longer than declared (lying sizes), a bad CRC, a missing part.
+        raise Rejected("damaged-file", f"tệp bị hỏng ({_short(err)}); đề nghị mở bằng Excel rồi lưu lại, hoặc gửi lại") from err
     return book
 
 
@@ -189,11 +194,11 @@ def _check_extent(sheet: str, xml: bytes, limits: Limits) -> None:
     max_row = max([max_row, *(int(r) for _c, r in _WIDE_CELL.findall(xml))])
     max_col = max((_col_index(c.decode()) for c, _r in _WIDE_CELL.findall(xml)), default=0)
     if max_row > limits.max_rows or max_col > limits.max_cols:
-        raise Rejected("too-large", f"trang '{sheet}' trải tới dòng {max_row:,}, cột {col_letter(max(max_col - 1, 0))} — vượt "
-                                    f"giới hạn {limits.max_rows:,} dòng × {limits.max_cols} cột".replace(",", "."))
+        raise Rejected("too-large", f"trang '{sheet}' trải tới dòng {format_int(max_row)}, cột {col_letter(max(max_col - 1, 0))}"
+                                    f" — vượt giới hạn {format_int(limits.max_rows)} dòng × {limits.max_cols} cột")
     count = xml.count(b"<c ")
     if count > limits.max_cells:
-        raise Rejected("too-large", f"trang '{sheet}' có {count:,} ô, vượt giới hạn {limits.max_cells:,}".replace(",", "."))
+        raise Rejected("too-large", f"trang '{sheet}' có {format_int(count)} ô, vượt giới hạn {format_int(limits.max_cells)}")
 
 
 def _col_index(letters: str) -> int:
