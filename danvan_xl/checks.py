@@ -141,13 +141,16 @@ def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str]
     """Re-run the rules over every current submission, store changed results, write the findings
     workbook (and feedback workbooks with ``annotate``)."""
     from .feedback import build_feedback, open_findings
-    from .fsio import write_atomic
+    from .fsio import prepare_dir, write_atomic
     from .generate import template_context
     from .ledger import Ledger, WorkspaceLock
 
     form = ws.load_form()
     register = ws.load_register()
     result = CheckResult()
+    prepare_dir(ws.reports_dir)
+    if annotate:
+        prepare_dir(ws.feedback_dir)
     if not ws.ledger_path.exists():
         result.report = write_atomic(ws.reports_dir / f"kiem-tra-{ws.year}.xlsx", findings_workbook(form, register, []))
         return result

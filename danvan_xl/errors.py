@@ -44,7 +44,7 @@ class TemplateBuildError(DanvanError):
 class OutputError(DanvanError):
     """An output file or folder could not be written (disk full, read-only, permission)."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class LedgerError(DanvanError):

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .fsio import write_atomic
+from .fsio import prepare_dir, write_atomic
 from .ledger import Ledger
 from .vocabulary import NA_TEXT, Kind, ValueState
 from .workspace import Workspace
@@ -68,6 +68,7 @@ def export(ws: Workspace, fmt: str, out: Path | None = None) -> Path:
         raise ValueError(fmt)
     header, rows = table(ws)
     out = out or ws.reports_dir / f"du-lieu-{ws.year}.{fmt}"
+    prepare_dir(out.parent)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\r\n")

@@ -28,6 +28,13 @@ def describe_os_error(err: OSError) -> str:
     return _REASONS.get(err.errno or 0, err.strerror or str(err))
 
 
+def prepare_dir(path: Path) -> Path:
+    """An output folder at the start of a stage: created if needed, temporary files of killed runs removed."""
+    ensure_dir(path)
+    remove_stale_temps(path)
+    return path
+
+
 def ensure_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -89,15 +96,18 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temps(folder: Path) -> int:
-    """Remove ``.name.*.tmp`` files left by a killed run; returns how many were removed."""
+def remove_stale_temps(folder: Path, older_than: float = 60.0) -> int:
+    """Remove ``.name.*.tmp`` files a killed run left behind (older than ``older_than`` seconds, so
+    that a temporary file another run is still writing is never touched); returns how many."""
+    import time
+
     removed = 0
     if not folder.is_dir():
         return 0
+    limit = time.time() - older_than
     for p in folder.glob(".*.tmp"):
-        try:
-            p.unlink()
-            removed += 1
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            if p.stat().st_mtime < limit:
+                p.unlink()
+                removed += 1
     return removed

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .form import Form
-from .fsio import ensure_dir, write_atomic
+from .fsio import prepare_dir, write_atomic
 from .template_writer import Prefill, TemplateContext, build_template, template_filename
 from .units import Unit
 from .workspace import Workspace
@@ -64,7 +64,7 @@ def generate(
     form = ws.load_form()
     register = ws.load_register()
     units = register.select(tuple(unit_codes))
-    out = ensure_dir(Path(out_dir) if out_dir else ws.templates_dir)
+    out = prepare_dir(Path(out_dir) if out_dir else ws.templates_dir)
     ctx = template_context(ws)
     prev = previous_values(ws, form)
     files = write_templates(form, units, ctx, out, prev, progress, workers)

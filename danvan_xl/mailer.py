@@ -43,7 +43,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import ConfigError, LedgerError, MailError
 from .form import Form
-from .fsio import write_atomic
+from .fsio import prepare_dir, write_atomic
 from .resources import bundled_form_dir
 from .template_writer import template_filename
 from .textnorm import clean_text, fold, format_date_short, nfc
@@ -449,6 +449,7 @@ def write_drafts(ws: Workspace, outgoing: Sequence[Outgoing]) -> list[Path]:
 
     Drafts carry ``X-Unsent: 1`` so that Outlook opens them ready to send.
     """
+    prepare_dir(ws.outbox_dir)
     paths = []
     for out in outgoing:
         if not out.ok:

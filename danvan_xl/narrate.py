@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .docx_writer import write_docx
+from .fsio import prepare_dir
 from .ledger import Ledger, WorkspaceLock
 from .narrative import DistrictInput, NarrativeOptions, district_report, unit_report, write_markdown
 from .status import compute_status
@@ -50,7 +51,7 @@ def write_narratives(
     form = ws.load_form()
     register = ws.load_register()
     selected = register.select(tuple(units)) if units else list(register)
-    out = Path(out_dir) if out_dir else ws.reports_dir / "bao-cao"
+    out = prepare_dir(Path(out_dir) if out_dir else ws.reports_dir / "bao-cao")
     result = NarrativeResult(out)
     options = options or NarrativeOptions()
     with WorkspaceLock(ws.lock_path, "danvan narrative"), Ledger.open_readonly(ws.ledger_path) as ledger:

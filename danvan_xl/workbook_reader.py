@@ -65,8 +65,16 @@ class Book:
 
     def rows(self, sheet: str) -> list[list[Any]]:
         if sheet not in self._rows:
-            ws = self._calamine.get_sheet_by_name(sheet)
-            self._rows[sheet] = ws.to_python(skip_empty_area=False)
+            try:
+                ws = self._calamine.get_sheet_by_name(sheet)
+                self._rows[sheet] = ws.to_python(skip_empty_area=False)
+            except BaseException as err:
+                # python-calamine panics (a BaseException) on some values, e.g. a large negative number in
+                # a date-formatted cell ("TimeDelta::milliseconds out of bounds"); that is this file's problem.
+                if type(err).__name__ != "PanicException":
+                    raise
+                raise Rejected("damaged-file", f"trang '{sheet}' có giá trị không đọc được ({_short(err)}), thường là một "
+                                               "ô ngày tháng chứa số âm rất lớn; đề nghị kiểm tra và lưu lại") from None
         return self._rows[sheet]
 
     def value(self, cell: Cell) -> Any:
