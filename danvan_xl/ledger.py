@@ -282,6 +282,10 @@ class Ledger:
             raise _db_error(self.path, err) from err
         try:
             yield self.conn
+        except sqlite3.DatabaseError as err:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise _db_error(self.path, err) from err
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
@@ -543,6 +547,12 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _verify(conn: sqlite3.Connection, path: Path) -> None:
     try:
         result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if result == "ok" and not tables:
+            return  # created but never written (e.g. the disk filled up at once): nothing to protect
+        if "meta" not in tables:
+            conn.close()
+            raise LedgerError(f"Tệp {path} không phải sổ cái của danvan_xl (không có bảng meta); không ghi đè lên nó.")
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except sqlite3.DatabaseError as err:
         conn.close()
@@ -561,7 +571,11 @@ def _db_error(path: Path, err: sqlite3.DatabaseError) -> LedgerError:
     if "locked" in text or "busy" in text:
         return LedgerBusy(f"Sổ cái {path} đang bị một chương trình khác khoá; hãy thử lại sau.")
     if "full" in text:
-        return LedgerError(f"Không ghi được sổ cái {path}: ổ đĩa đã đầy. Không có thay đổi nào được lưu.")
+        return LedgerError(f"Không ghi được sổ cái {path}: ổ đĩa đã đầy. Phần đang ghi dở đã được huỷ; giải phóng chỗ "
+                           "trống rồi chạy lại lệnh.")
+    if "disk i/o" in text.lower():
+        return LedgerError(f"Không đọc/ghi được sổ cái {path}: lỗi vào/ra của ổ đĩa (ổ đĩa đầy, hỏng, hoặc vượt giới hạn "
+                           "dung lượng tệp). Phần đang ghi dở đã được huỷ; khắc phục rồi chạy lại lệnh.")
     if "readonly" in text or "read-only" in text:
         return LedgerError(f"Không ghi được sổ cái {path}: thư mục hoặc tệp chỉ cho phép đọc.")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
