@@ -384,12 +384,15 @@ def _title_block(doc: DocumentObject, report: Report) -> None:
 
 def _body_block(doc: DocumentObject, block: Block) -> None:
     if block.kind == BlockKind.HEADING:
-        style = f"Heading {min(max(block.level, 1), 3)}"
+        style = f"Heading{min(max(block.level, 1), 3)}"
     elif block.kind == BlockKind.SUBHEADING:
-        style = "Heading 4"
+        style = "Heading4"
     else:
-        style = "Body Text"
-    paragraph = doc.add_paragraph(style=style)
+        style = "BodyText"
+    paragraph = doc.add_paragraph()
+    # Set the style id directly: python-docx's lookup by name scans every style for each paragraph
+    # (most of the time spent writing a report). The ids are those of the built-in styles set up above.
+    paragraph._p.get_or_add_pPr().style = style
     paragraph.add_run(_safe(block.display))
     if block.text.endswith("./."):  # the closing line stays on the page of the signature
         paragraph.paragraph_format.keep_with_next = True
