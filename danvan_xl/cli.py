@@ -471,6 +471,41 @@ def fetch_mail_command(workspace: Path, as_json: bool) -> None:
     sys.exit(report.exit_code)
 
 
+@main.command(name="compile")
+@workspace_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Tệp kết quả (mặc định: reports/tong-hop-<năm>.xlsx; bản CSV nằm cạnh).")
+@click.option("--include-with-errors", is_flag=True,
+              help="Tính cả đơn vị còn lỗi vào số tổng (các đơn vị này được đánh dấu).")
+@json_option
+def compile_cmd(workspace: Path, out: Path | None, include_with_errors: bool, as_json: bool) -> None:
+    """Lập bảng tổng hợp của năm: chỉ tiêu từng đơn vị, cộng khối, tổng cộng, biểu đồ, chấm điểm.
+
+    Đơn vị còn lỗi không được cộng vào số tổng (trừ khi dùng --include-with-errors); đơn vị chưa
+    nộp có dòng “Chưa nộp”, không tính là 0. Kèm bảng chỉ tiêu dạng CSV.
+
+    \b
+    Ví dụ:
+      danvan compile -w ws
+      danvan compile -w ws --include-with-errors --out tong-hop-ca-don-vi-loi.xlsx
+    """
+    from .summary import compile_summary
+
+    result = compile_summary(_ws(workspace), out, include_with_errors=include_with_errors)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo(f"Đã lập bảng tổng hợp {result.path}")
+        click.echo(f"  Bảng chỉ tiêu dạng CSV: {result.csv_path}")
+        click.echo(f"  Số liệu tính đến {result.as_of:%H:%M} ngày {result.as_of:%d/%m/%Y}.")
+        left_out = "" if include_with_errors else f"; không tính {result.units_excluded_with_errors} đơn vị còn lỗi"
+        click.echo(f"  Tính vào tổng {result.units_included}/{result.expected} đơn vị{left_out}; "
+                   f"chưa nộp {result.missing}; nộp muộn {result.late}.")
+        if result.errors_open:
+            click.echo(f"  Còn {result.errors_open} lỗi chưa sửa: xem trang “Lỗi và cảnh báo”.")
+    sys.exit(1 if result.errors_open else 0)
+
+
 @main.command()
 @workspace_option
 @click.option("--unit", "units", multiple=True, metavar="MÃ", help="Chỉ viết báo cáo của đơn vị này (lặp lại được).")
@@ -510,12 +545,15 @@ def narrative(workspace: Path, units: tuple[str, ...], district: bool, out_dir: 
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def demo(directory: Path) -> None:
+@click.option("--send-to-local", is_flag=True,
+              help="Gửi và nhận thư thật qua một máy chủ thư chạy tạm trên máy này (127.0.0.1).")
+def demo(directory: Path, send_to_local: bool) -> None:
     """Chạy thử toàn bộ chu trình trên huyện mẫu (không cần mạng, không cần cấu hình).
 
     \b
     Ví dụ:
       danvan demo demo-out
+      danvan demo demo-thu --send-to-local   # thư đi, thư về qua máy chủ SMTP trên máy
     """
     from .demo import run_demo
 
@@ -526,7 +564,7 @@ def demo(directory: Path) -> None:
         for p in step.outputs:
             click.echo(f"    → {p}")
 
-    result = run_demo(directory, say)
+    result = run_demo(directory, say, send_to_local=send_to_local)
     click.echo(f"Xong. Mọi kết quả nằm trong {result.root}")
 
 

@@ -32,7 +32,7 @@ from .intake import Item, expand
 from .isolation import Crash, Job, WorkerPool, safe_loads
 from .ledger import Delivery, Ledger, WorkspaceLock, content_hash, sha256
 from .units import Register, Unit
-from .vocabulary import Severity
+from .vocabulary import Severity, ValueState
 from .workbook_reader import ReadResult
 from .workspace import Workspace
 
@@ -205,6 +205,9 @@ def _triage(
     if not parsed.ok:
         return _reject(ledger, p, parsed.code, parsed.message, parsed.kind, on_committed)
     assert parsed.data is not None
+    if _unfilled(form, parsed.data):
+        return _reject(ledger, p, "not-filled", "biểu mẫu chưa được điền số liệu nào (có thể là biểu mẫu trống gửi nhầm, "
+                       "hoặc thư gửi biểu mẫu của chính cơ quan tổng hợp); không lưu làm bản nộp", parsed.kind, on_committed)
     unit = _identify_unit(register, parsed)
     if unit is None:
         claimed = parsed.identity.get("unit_code") or parsed.identity.get("unit_name") or "?"
@@ -218,6 +221,12 @@ def _triage(
             "đã nhận theo nội dung tệp, đề nghị kiểm tra lại.", file=item.name, unit=unit.code))
     staging.put(unit.code, p, parsed)
     return None
+
+
+def _unfilled(form: Form, data: Any) -> bool:
+    """True when no input holds anything: a blank template is not a report."""
+    inputs = (v for fid, v in data.values.items() if form.fields[fid].is_input)
+    return all(v.state == ValueState.BLANK for v in inputs) and not any(data.tables.values())
 
 
 def _identify_unit(register: Register, parsed: ReadResult) -> Unit | None:

@@ -90,27 +90,50 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def run_demo(root: str | Path, say: Callable[[DemoStep], None] | None = None) -> DemoResult:
-    """Run the demo cycle in ``root`` (a new or empty folder)."""
+def run_demo(root: str | Path, say: Callable[[DemoStep], None] | None = None, *,
+             send_to_local: bool = False) -> DemoResult:
+    """Run the demo cycle in ``root`` (a new or empty folder).
+
+    With ``send_to_local`` every message really travels through an SMTP server started on
+    127.0.0.1 (templates out, replies in, feedback, corrections, reminders) and the office's
+    mailbox is collected; otherwise the replies are files and the office's messages drafts.
+    """
     root = Path(root)
-    result = DemoResult(root.resolve())
+    ws = init_workspace(root, issue_date=ISSUE_DATE)
+    if send_to_local:
+        from .localmail import LocalMailServer
+
+        with LocalMailServer(root / "may-chu-thu") as server:
+            return _run(_use_local_server(ws, server.port), say, server)
+    return _run(ws, say, None)
+
+
+def _run(ws: Workspace, say: Callable[[DemoStep], None] | None, server: Any) -> DemoResult:
+    root = ws.root
+    result = DemoResult(root)
 
     def step(s: DemoStep) -> None:
         result.steps.append(s)
         if say:
             say(s)
 
-    ws = init_workspace(root, issue_date=ISSUE_DATE)
     step(DemoStep("Tạo không gian làm việc", f"huyện Tam Nông, năm {ws.year}, {len(ws.load_register())} đơn vị, "
                   f"hạn nộp {ws.deadline:%d/%m/%Y}", [ws.config_path, ws.units_path]))
     gen = generate(ws)
     step(DemoStep("Sinh biểu mẫu cho từng đơn vị", f"{len(gen.files)} tệp Excel", [gen.out_dir]))
-    for extra in _optional_steps_before_collect(ws):
-        step(extra)
+    if server is not None:
+        step(_mail_step(ws, "template", "Gửi biểu mẫu qua máy chủ thư trên máy (danvan mail --send)", server.root))
+    else:
+        for extra in _optional_steps_before_collect(ws):
+            step(extra)
     inbox, first, later = prepare_replies(ws, root / "hop-thu-den")
+    if server is not None:
+        first = [_post_replies(ws, server, first)]
     step(DemoStep("Các đơn vị gửi lại báo cáo (mô phỏng)",
-                  f"{len(first)} tệp/thư trong đợt đầu: đúng hạn, muộn, gửi hai lần, nén .zip, qua thư .eml, lưu bằng "
-                  "LibreOffice (.ods/.xls), có lỗi, sai năm; 5 đơn vị không gửi", [inbox]))
+                  f"{len(SCENARIOS) - 6} đơn vị trả lời: đúng hạn, muộn, gửi hai lần, nén .zip, qua thư .eml, lưu bằng "
+                  "LibreOffice (.ods/.xls), có lỗi, sai năm; 5 đơn vị không gửi"
+                  + (" — qua máy chủ thư, vào hộp thư của cơ quan tổng hợp" if server is not None else ""),
+                  first if server is not None else [inbox]))
     from .collect import collect
 
     collected = collect(ws, first)
@@ -122,16 +145,20 @@ def run_demo(root: str | Path, say: Callable[[DemoStep], None] | None = None) ->
     failing = [u for u in checked.units if u.feedback]
     from .mailer import build_messages, write_drafts
 
-    feedback_mail = write_drafts(ws, build_messages(ws, "feedback"))
+    sent = _send(ws, "feedback").results if server is not None else None
+    feedback_mail = sent if sent is not None else write_drafts(ws, build_messages(ws, "feedback"))
     step(DemoStep("Kiểm tra số liệu và gửi phản hồi (danvan check --annotate, danvan mail --feedback)",
                   f"{sum(u.errors for u in checked.units)} lỗi, {sum(u.warnings for u in checked.units)} cảnh báo chưa "
                   f"giải trình; {len(failing)} bảng phản hồi và {len(feedback_mail)} thư gửi kèm",
                   [p for p in (checked.report,) if p] + [ws.feedback_dir]))
     corrections = correct_from_feedback(ws, later)
+    if server is not None and corrections:
+        corrections = [_post_replies(ws, server, corrections)]
     again = collect(ws, corrections) if corrections else None
     if again is not None:
         step(DemoStep("Đơn vị sửa theo phản hồi và gửi lại", again.summary(), corrections,
-                      [f"{o.outcome_vi}: {o.name} [{o.unit}] — {o.message}" for o in again.outcomes]))
+                      [f"{o.outcome_vi}: {o.name} [{o.unit}] — {o.message}" for o in again.outcomes
+                       if o.outcome != "duplicate"]))
         run_check(ws, annotate=True)  # corrected units no longer have a feedback workbook
     from .status import chase_list, load_status, summary_counts
 
@@ -144,9 +171,53 @@ def run_demo(root: str | Path, say: Callable[[DemoStep], None] | None = None) ->
     from .export import export
 
     step(DemoStep("Xuất số liệu (danvan export)", "mỗi đơn vị một dòng, mỗi mã trường một cột", [export(ws, "csv")]))
-    for extra in _optional_steps_after_collect(ws):
+    for extra in _optional_steps_after_collect(ws, server):
         step(extra)
     return result
+
+
+def _use_local_server(ws: Workspace, port: int) -> Workspace:
+    """Point the workspace's [mail] table at the demo's server on 127.0.0.1 (plain SMTP, no login)."""
+    from .workspace import load_workspace
+
+    text = ws.config_path.read_text(encoding="utf-8")
+    text = text.replace('smtp_host = ""', 'smtp_host = "127.0.0.1"').replace("smtp_port = 587", f"smtp_port = {port}")
+    text = text.replace('smtp_security = "starttls"', 'smtp_security = "none"')
+    text = text.replace("[mail]\n", "[mail]\npause_seconds = 0\n", 1)
+    ws.config_path.write_text(text, encoding="utf-8")
+    return load_workspace(ws.root)
+
+
+def _send(ws: Workspace, kind: str) -> Any:
+    from .mailer import build_messages, send
+
+    return send(ws, build_messages(ws, kind), password=None)
+
+
+def _mail_step(ws: Workspace, kind: str, title: str, where: Path) -> DemoStep:
+    report = _send(ws, kind)
+    return DemoStep(title, report.summary(), [where])
+
+
+def _post_replies(ws: Workspace, server: Any, files: list[Path]) -> Path:
+    """Units answer by e-mail through the local server; returns the office's Maildir."""
+    import smtplib
+
+    register = ws.load_register()
+    office = ws.office.email or "noivu@example.vn"
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as smtp:
+        for path in files:
+            if path.suffix == ".eml":  # already a message: send it as it is (send_message writes CRLF lines)
+                smtp.send_message(email.message_from_bytes(path.read_bytes(), policy=email.policy.SMTP),
+                                  to_addrs=[office])
+                continue
+            code = next((u.code for u in register if u.code in path.name), "")
+            unit = register.get(code)
+            when = dt.datetime.fromtimestamp(path.stat().st_mtime)
+            msg = _reply(unit, ws, when) if unit else EmailMessage()
+            msg.add_attachment(path.read_bytes(), maintype="application", subtype="octet-stream", filename=path.name)
+            smtp.send_message(msg, to_addrs=[office])
+    return server.mailbox(office)
 
 
 def _optional_steps_before_collect(ws: Workspace) -> list[DemoStep]:
@@ -158,15 +229,25 @@ def _optional_steps_before_collect(ws: Workspace) -> list[DemoStep]:
                      "đơn vị; mở bằng Thunderbird/Outlook hoặc gửi bằng danvan mail --send", [ws.outbox_dir])]
 
 
-def _optional_steps_after_collect(ws: Workspace) -> list[DemoStep]:
+def _optional_steps_after_collect(ws: Workspace, server: Any = None) -> list[DemoStep]:
     """Reminders to the units that have not answered, and the reports."""
     from .mailer import build_messages, write_drafts
     from .narrate import write_narratives
 
     steps = []
-    reminders = write_drafts(ws, build_messages(ws, "reminder"))
-    steps.append(DemoStep("Soạn thư nhắc đơn vị chưa nộp (danvan remind)", f"{len(reminders)} thư nhắc, kèm lại "
-                          f"biểu mẫu và hạn nộp {ws.deadline:%d/%m/%Y}", reminders[:1]))
+    if server is not None:
+        steps.append(_mail_step(ws, "reminder", "Gửi thư nhắc đơn vị chưa nộp (danvan remind --send)", server.root))
+    else:
+        reminders = write_drafts(ws, build_messages(ws, "reminder"))
+        steps.append(DemoStep("Soạn thư nhắc đơn vị chưa nộp (danvan remind)", f"{len(reminders)} thư nhắc, kèm lại "
+                              f"biểu mẫu và hạn nộp {ws.deadline:%d/%m/%Y}", reminders[:1]))
+    from .summary import compile_summary
+
+    summary = compile_summary(ws)
+    steps.append(DemoStep("Lập bảng tổng hợp (danvan compile)",
+                          f"tính vào tổng {summary.units_included}/{summary.expected} đơn vị, chưa nộp {summary.missing}; "
+                          "chỉ tiêu, cộng khối, biểu đồ, chấm điểm, tình hình nộp, lỗi và cảnh báo",
+                          [summary.path, summary.csv_path]))
     units = write_narratives(ws)
     district = write_narratives(ws, district=True)
     seed = next((w for w in units.written if w.unit.endswith("-VP")), None)

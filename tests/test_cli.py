@@ -79,7 +79,8 @@ def test_usage_errors_are_vietnamese():
     assert "Không có tùy chọn '--khong-co'" in result.output and "Cách dùng:" in result.output
 
 
-@pytest.mark.parametrize("command", ["init", "generate", "demo"])
+@pytest.mark.parametrize("command", ["init", "generate", "demo", "collect", "status", "export", "check", "resolve",
+                                     "mail", "remind", "fetch-mail", "compile", "narrative"])
 def test_every_command_has_help_with_an_example(command):
     result = run(command, "--help")
     assert result.exit_code == 0
@@ -102,6 +103,7 @@ def test_demo_runs_the_cycle_and_says_where_outputs_are(tmp_path):
     assert (demo / "outbox" / "mail" / "TN-VHTT_nhac-nho.eml").exists()
     assert (demo / "reports" / "bao-cao" / "2020_TN-VP_bao-cao-dan-van.docx").exists()
     assert (demo / "reports" / "bao-cao" / "2020_tong-hop_bao-cao-dan-van.md").exists()
+    assert (demo / "reports" / "tong-hop-2020.xlsx").exists() and (demo / "reports" / "tong-hop-2020.csv").exists()
 
 
 def test_installed_command_works_from_any_folder(tmp_path):
