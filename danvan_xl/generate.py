@@ -17,6 +17,7 @@ from typing import Any
 
 from .form import Form
 from .fsio import fsync_file, prepare_dir, sync_dir, write_atomic
+from .template_stamp import Stamper
 from .template_writer import Prefill, TemplateContext, build_template, template_filename
 from .units import Unit
 from .workspace import Workspace
@@ -96,9 +97,10 @@ def write_templates(
     if workers > 1 and len(units) >= PARALLEL_THRESHOLD:
         files = _parallel(form, jobs, ctx, out, progress, workers)
     else:
+        stamper = Stamper(form, ctx)
         files = []
         for unit, unit_prev in jobs:
-            files.append(_write_one(form, unit, ctx, out, unit_prev))
+            files.append(_write_one(stamper, unit, out, unit_prev))
             if progress:
                 progress(unit.code)
     for f in files:  # one fsync per file at the end instead of two per file on the way (see write_atomic)
@@ -107,8 +109,10 @@ def write_templates(
     return files
 
 
-def _write_one(form: Form, unit: Unit, ctx: TemplateContext, out: Path, prev: dict[str, Any]) -> GeneratedFile:
-    data = build_template(form, unit, ctx, prefill=Prefill(prev=prev))
+def _write_one(stamper: Stamper, unit: Unit, out: Path, prev: dict[str, Any]) -> GeneratedFile:
+    """One unit's template: stamped from a prototype, or built in full when last year's figures go in."""
+    form, ctx = stamper.form, stamper.ctx
+    data = build_template(form, unit, ctx, prefill=Prefill(prev=prev)) if prev else stamper.build(unit)
     path = write_atomic(out / template_filename(form, unit, ctx.year), data, durable=False)
     return GeneratedFile(unit.code, unit.name, path, len(data))
 
@@ -119,12 +123,12 @@ _STATE: dict[str, Any] = {}
 def _init_worker(form_folder: str, ctx: TemplateContext, out: str) -> None:
     from .form import load_form
 
-    _STATE.update(form=load_form(form_folder), ctx=ctx, out=Path(out))
+    _STATE.update(stamper=Stamper(load_form(form_folder), ctx), out=Path(out))
 
 
 def _worker(job: tuple[Unit, dict[str, Any]]) -> GeneratedFile:
     unit, prev = job
-    return _write_one(_STATE["form"], unit, _STATE["ctx"], _STATE["out"], prev)
+    return _write_one(_STATE["stamper"], unit, _STATE["out"], prev)
 
 
 def _parallel(

@@ -1,29 +1,24 @@
 """Where the bundled forms and the sample district are, installed or in a source checkout.
 
-In a wheel they are the packages ``danvan_xl.forms`` (from ``workbook_templates/``) and
-``danvan_xl.sample`` (from ``samples/``); in a checkout they are the top-level folders.
+In a wheel they sit inside the package as ``danvan_xl/forms`` (from ``workbook_templates/``) and
+``danvan_xl/sample`` (from ``samples/``); in a source checkout they are the top-level folders.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE.parent
 
 
-def _package_dir(package: str, checkout_name: str) -> Path:
-    try:
-        path = Path(str(importlib.resources.files(package)))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return _CHECKOUT / checkout_name
+def _data_dir(installed: str, checkout: str) -> Path:
+    inside = _PACKAGE / installed
+    return inside if inside.is_dir() else _CHECKOUT / checkout
 
 
 def bundled_forms_root() -> Path:
-    return _package_dir("danvan_xl.forms", "workbook_templates")
+    return _data_dir("forms", "workbook_templates")
 
 
 def bundled_form_dir(form_id: str) -> Path | None:
@@ -34,4 +29,4 @@ def bundled_form_dir(form_id: str) -> Path | None:
 
 
 def sample_dir() -> Path:
-    return _package_dir("danvan_xl.sample", "samples")
+    return _data_dir("sample", "samples")

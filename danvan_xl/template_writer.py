@@ -184,7 +184,8 @@ class _Writer:
         ws.set_margins(left=0.6, right=0.4, top=0.6, bottom=0.6)
         ws.fit_to_pages(1, 0)
         ws.center_horizontally()
-        ws.set_footer(f"&L&\"{FONT}\"&9{self.unit.name}&R&\"{FONT}\"&9Trang &P/&N")
+        name = self.unit.name.replace("&", "&&")  # "&" starts a code in Excel headers and footers
+        ws.set_footer(f"&L&\"{FONT}\"&9{name}&R&\"{FONT}\"&9Trang &P/&N")
         ws.hide_gridlines(1)
         return ws
 

@@ -208,3 +208,25 @@ def test_custom_validation_formulas_refer_to_their_own_cell(wb):
     coord = build_layout_cell(wb, "don_tiep_nhan")
     dv = _covering(ws, coord)
     assert f"ISNUMBER({coord})" in dv.formula1 and "A1" not in dv.formula1.replace(coord, "")
+
+
+def test_stamped_templates_are_byte_identical_to_built_ones(form, register, ctx):
+    from danvan_xl.template_stamp import Stamper
+
+    stamper = Stamper(form, ctx)
+    for unit in register:
+        assert stamper.build(unit) == build_template(form, unit, ctx), unit.code
+
+
+def test_units_with_unusual_names_take_the_ordinary_path(form, register, ctx):
+    from dataclasses import replace
+
+    from danvan_xl.template_stamp import Stamper
+
+    stamper = Stamper(form, ctx)
+    office_twin = replace(register.get("TN-NV"), name=ctx.office_name)  # same text as another cell
+    odd = replace(register.get("TN-TP"), name="Phòng A & B <Tư pháp>")
+    for unit in (office_twin, odd):
+        assert stamper.build(unit) == build_template(form, unit, ctx)
+    wb = openpyxl.load_workbook(io.BytesIO(stamper.build(odd)))
+    assert wb["ThongTin"].oddFooter.left.text == "Phòng A && B <Tư pháp>"  # Excel prints "&&" as "&"
