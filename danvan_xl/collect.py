@@ -176,6 +176,7 @@ def ingest(
                 slots[seq] = outcome
             tick()
         prev = _previous(ledger, form, ws.year)
+        ledger.sync_archive()
         for unit_code in staging.units():
             group = staging.group(unit_code)
             for seq, outcome in _commit_unit(ws, form, register.get(unit_code), ledger, group, prev, on_committed):
@@ -345,11 +346,11 @@ def _accept(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3
     sid, findings = _store(ws, form, unit, ledger, conn, entry, "current", supersedes, prev)
     if current is not None:
         ledger.set_state(conn, int(current["id"]), "superseded")
-    for row in ledger.conflicts(form.id, ws.year).get(unit.code, []):
+    for row in ledger.unit_conflicts(unit.code, form.id, ws.year):
         ledger.set_state(conn, int(row["id"]), "superseded")
         ledger.event(conn, "conflict-resolved-by-new-version", unit.code, str(row["id"]), by=sid)
     ledger.set_current(conn, unit.code, form.id, ws.year, sid)
-    version = len(ledger.submissions_of(unit.code, form.id, ws.year))
+    version = ledger.count_submissions(unit.code, form.id, ws.year)
     if current is None:
         message = f"đã nhận bản đầu tiên của {unit.name}"
     else:

@@ -28,6 +28,10 @@ class Finding:
     unit: str = ""
     justification: str = ""  # a unit's explanation that accepts a warning
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (Finding, (self.code, self.severity, self.message, self.file, self.sheet, self.cell, self.field,
+                          self.rule, self.left, self.right, self.unit, self.justification))
+
     @property
     def accepted(self) -> bool:
         return self.severity == Severity.WARNING and bool(self.justification)

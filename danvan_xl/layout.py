@@ -24,6 +24,7 @@ HEADER_ROW = 3  # 0-based row of the column headers on section sheets
 FIRST_ROW = 4
 
 
+@functools.lru_cache(maxsize=4096)
 def col_letter(col: int) -> str:
     s = ""
     col += 1
@@ -31,6 +32,11 @@ def col_letter(col: int) -> str:
         col, r = divmod(col - 1, 26)
         s = chr(65 + r) + s
     return s
+
+
+@functools.lru_cache(maxsize=65536)
+def _a1(row: int, col: int) -> str:
+    return f"{col_letter(col)}{row + 1}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +47,7 @@ class Cell:
 
     @property
     def a1(self) -> str:
-        return f"{col_letter(self.col)}{self.row + 1}"
+        return _a1(self.row, self.col)
 
     @property
     def abs_a1(self) -> str:
@@ -119,7 +125,7 @@ class SheetLayout:
     info: bool = False  # the general-information sheet (label | merged value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity hash: layouts are built once per form and cached
 class Layout:
     sheets: tuple[SheetLayout, ...]
     fields: dict[str, FieldPos]

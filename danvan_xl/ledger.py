@@ -232,6 +232,8 @@ class Ledger:
         self.archive = archive
         self._run_id: int | None = None
         self.command = ""
+        self._dirs: set[Path] = set()
+        self._unsynced = False
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -318,24 +320,35 @@ class Ledger:
         return self.archive / digest[:2] / digest
 
     def archive_bytes(self, data: bytes, digest: str) -> Path:
-        """Write the original bytes once (temp + fsync + rename), read-only. Safe to repeat."""
+        """Write the original bytes once (temp + rename), read-only. Safe to repeat.
+
+        No fsync per file: a killed run leaves the file in the page cache anyway, and collect calls
+        :meth:`sync_archive` once before committing rows that refer to archived files.
+        """
         target = self.archive_path(digest)
         if target.exists() and target.stat().st_size == len(data):
             return target
-        ensure_dir(target.parent)
+        if target.parent not in self._dirs:
+            ensure_dir(target.parent)
+            self._dirs.add(target.parent)
         tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             os.chmod(tmp, 0o444)
             os.replace(tmp, target)
         except OSError as err:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise OutputError(f"Không lưu được bản gốc vào {self.archive}: {describe_os_error(err)}") from err
+        self._unsynced = True
         return target
+
+    def sync_archive(self) -> None:
+        """Make archived bytes durable before the rows that point at them (one call per batch)."""
+        if self._unsynced:
+            os.sync()
+            self._unsynced = False
 
     # -- queries ------------------------------------------------------------------------------
     def seen_sha(self, digest: str) -> sqlite3.Row | None:
@@ -378,6 +391,14 @@ class Ledger:
             "SELECT s.* FROM current c JOIN submissions s ON s.id = c.submission_id "
             "WHERE c.form_id = ? AND c.year = ? ORDER BY s.unit_code", (form_id, year)).fetchall()
         return [self._submission(r) for r in rows]
+
+    def count_submissions(self, unit: str, form_id: str, year: int) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM submissions WHERE unit_code = ? AND form_id = ? AND year = ?",
+                                     (unit, form_id, year)).fetchone()[0])
+
+    def unit_conflicts(self, unit: str, form_id: str, year: int) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM submissions WHERE unit_code = ? AND form_id = ? AND year = ? AND "
+                                 "state = 'conflict' ORDER BY id", (unit, form_id, year)).fetchall()
 
     def submissions_of(self, unit: str, form_id: str, year: int) -> list[sqlite3.Row]:
         return self.conn.execute(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from io import BytesIO
 
 from .form import Form
-from .template_writer import TemplateContext, build_template
+from .template_writer import Prefill, TemplateContext, build_template
 from .units import Unit
 
 _NAME = "\ue010"  # private-use placeholders: never in real text, valid in XML
@@ -110,8 +110,9 @@ def _distinct_strings(xml: bytes) -> bool:
 class Stamper:
     """Builds templates for many units of one form and context; falls back to the writer when needed."""
 
-    def __init__(self, form: Form, ctx: TemplateContext) -> None:
-        self.form, self.ctx = form, ctx
+    def __init__(self, form: Form, ctx: TemplateContext, prefill: Prefill | None = None) -> None:
+        """``prefill`` (optional) puts the same values into every unit's workbook (benchmarks, tests)."""
+        self.form, self.ctx, self.prefill = form, ctx, prefill
         self._prototypes: dict[str, _Prototype] = {}
 
     def build(self, unit: Unit) -> bytes:
@@ -121,10 +122,10 @@ class Stamper:
                 data = proto.stamp(unit)
                 if data is not None:
                     return data
-        return build_template(self.form, unit, self.ctx)
+        return build_template(self.form, unit, self.ctx, prefill=self.prefill)
 
     def _prototype(self, unit: Unit) -> _Prototype:
         if unit.kind not in self._prototypes:
             placeholder = replace(unit, name=_NAME, code=_CODE)
-            self._prototypes[unit.kind] = _Prototype(build_template(self.form, placeholder, self.ctx))
+            self._prototypes[unit.kind] = _Prototype(build_template(self.form, placeholder, self.ctx, prefill=self.prefill))
         return self._prototypes[unit.kind]

@@ -33,11 +33,16 @@ def nfc(text: str) -> str:
     return text.replace("\u00d0", "\u0110").replace("\u00f0", "\u0111")
 
 
+_SPECIAL = re.compile("[\x00-\x1f\x7f-\x9f\u00a0\u2007\u202f\u3000\u200b-\u200d\u2060\ufeff\u00d0\u00f0]|  |_x")
+
+
 def clean_text(text: str, *, multiline: bool = True) -> str:
     """Normalise text typed by a unit: NFC, NBSP, zero-width and control characters, CRLF.
 
     Excel's ``_x000D_`` escapes are decoded first so a carriage return is not stored literally.
     """
+    if not _SPECIAL.search(text) and unicodedata.is_normalized("NFC", text) and text == text.strip():
+        return text  # the common case, already clean: no work
     text = _XML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
     text = nfc(text).translate(_ZERO_WIDTH).translate(_SPACES)
     text = text.replace("\r\n", "\n").replace("\r", "\n")

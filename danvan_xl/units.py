@@ -55,6 +55,12 @@ class Register:
     units: tuple[Unit, ...]
     path: str
 
+    def __post_init__(self) -> None:
+        # Indexes for lookups: a province may have thousands of units and collect looks one up per file.
+        object.__setattr__(self, "_by_code", {u.code: u for u in self.units})
+        object.__setattr__(self, "_by_key", {match_key(u.name): u for u in reversed(self.units)})
+        object.__setattr__(self, "_by_email", {u.email.lower(): u for u in reversed(self.units) if u.email})
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.units)
 
@@ -62,24 +68,13 @@ class Register:
         return len(self.units)
 
     def get(self, code: str) -> Unit | None:
-        for u in self.units:
-            if u.code == code:
-                return u
-        return None
+        return self._by_code.get(code)  # type: ignore[attr-defined]
 
     def by_name(self, name: str) -> Unit | None:
-        key = match_key(name)
-        for u in self.units:
-            if match_key(u.name) == key:
-                return u
-        return None
+        return self._by_key.get(match_key(name))  # type: ignore[attr-defined]
 
     def by_email(self, address: str) -> Unit | None:
-        address = address.strip().lower()
-        for u in self.units:
-            if u.email and u.email.lower() == address:
-                return u
-        return None
+        return self._by_email.get(address.strip().lower())  # type: ignore[attr-defined]
 
     def select(self, codes: list[str] | tuple[str, ...]) -> list[Unit]:
         """Units with the given codes, in register order; raises for unknown codes."""

@@ -10,6 +10,7 @@ is checked again by :mod:`cells`.
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import re
@@ -160,7 +161,7 @@ def _xlsx_parts(book: Book, data: bytes, limits: Limits, needed: set[str]) -> No
             if merges:
                 book.merges[sheet] = [m.decode() for m in merges]
             # The check sheet is all formulas by design; only input sheets are scanned.
-            if sheet != SHEET_CHECKS and (b"<f" in xml or b't="e"' in xml):
+            if sheet != SHEET_CHECKS and (b"<f>" in xml or b"<f " in xml or b't="e"' in xml):
                 book.special[sheet] = _special_cells(xml)
 
 
@@ -220,7 +221,7 @@ def _special_cells(xml: bytes) -> dict[str, tuple[str, str]]:
     """Cells holding a formula or an Excel error, found from the few ``<f``/``t="e"`` markers."""
     out: dict[str, tuple[str, str]] = {}
     starts: set[int] = set()
-    for marker in (b"<f", b't="e"'):
+    for marker in (b"<f>", b"<f ", b't="e"'):  # not "<formula>" of conditional formats
         pos = xml.find(marker)
         while pos >= 0:
             start = xml.rfind(b"<c ", 0, pos)
@@ -435,21 +436,39 @@ def _check_merges(book: Book, layout: Layout) -> None:
     """An input cell merged into something the template did not merge loses its value: refuse."""
     if not book.merges:
         return
-    expected = {}
-    for pos in layout.fields.values():
-        end = Cell(pos.cell.sheet, pos.cell.row, max(pos.merge_to, pos.cell.col))
-        expected[(pos.cell.sheet, pos.cell.a1)] = f"{pos.cell.a1}:{end.a1}" if pos.merge_to > pos.cell.col else None
-    inputs = {(c.sheet, c.a1): c for c in layout.input_cells()}
+    inputs, expected = _merge_expectations(layout)
     for sheet, ranges in book.merges.items():
+        cells = inputs.get(sheet)
+        if not cells:
+            continue
         for rng in ranges:
+            if rng in expected.get(sheet, ()):
+                continue
             first, last = rng.split(":")
             top, bottom = _a1_to_cell(sheet, first), _a1_to_cell(sheet, last)
-            for (s_, a1), cell in inputs.items():
-                if s_ != sheet or not (top.row <= cell.row <= bottom.row and top.col <= cell.col <= bottom.col):
-                    continue
-                if expected.get((sheet, a1)) != rng:
-                    raise Rejected("structure-damaged", f"ô nhập liệu {sheet}!{a1} đã bị gộp vào vùng {rng}; "
-                                                        "đề nghị bỏ gộp ô hoặc điền lại vào biểu mẫu gốc")
+            if (bottom.row - top.row + 1) * (bottom.col - top.col + 1) > 4096:
+                hit = next((c for c in cells if top.row <= c[0] <= bottom.row and top.col <= c[1] <= bottom.col), None)
+            else:
+                hit = next(((r, c) for r in range(top.row, bottom.row + 1) for c in range(top.col, bottom.col + 1)
+                            if (r, c) in cells), None)
+            if hit is not None:
+                a1 = Cell(sheet, *hit).a1
+                raise Rejected("structure-damaged", f"ô nhập liệu {sheet}!{a1} đã bị gộp vào vùng {rng}; "
+                                                    "đề nghị bỏ gộp ô hoặc điền lại vào biểu mẫu gốc")
+
+
+@functools.lru_cache(maxsize=16)
+def _merge_expectations(layout: Layout) -> tuple[dict[str, set[tuple[int, int]]], dict[str, set[str]]]:
+    """Per sheet: the input cells, and the merged areas the template itself made over inputs."""
+    inputs: dict[str, set[tuple[int, int]]] = {}
+    for c in layout.input_cells():
+        inputs.setdefault(c.sheet, set()).add((c.row, c.col))
+    expected: dict[str, set[str]] = {}
+    for pos in layout.fields.values():
+        if pos.merge_to > pos.cell.col:
+            end = Cell(pos.cell.sheet, pos.cell.row, pos.merge_to)
+            expected.setdefault(pos.cell.sheet, set()).add(f"{pos.cell.a1}:{end.a1}")
+    return inputs, expected
 
 
 def _a1_to_cell(sheet: str, a1: str) -> Cell:
