@@ -166,7 +166,7 @@ def generate(workspace: Path, units: tuple[str, ...], out_dir: Path | None, as_j
 
 @main.command()
 @workspace_option
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @json_option
 def collect(workspace: Path, paths: tuple[Path, ...], as_json: bool) -> None:
     """Thu nhận biểu mẫu đã điền: tệp, thư mục, tệp nén .zip, thư .eml, hộp thư .mbox/Maildir.

@@ -53,11 +53,12 @@ class Scenario:
 
     day: int | None  # day of December 2020 the reply arrives; None = never
     how: str = "xlsx"  # xlsx | zip | eml | eml-zip | fixture
-    change: dict[str, Any] = field(default_factory=dict)
+    change: dict[str, Any] = field(default_factory=dict)  # what this unit really reports, over the sample values
+    mistake: dict[str, Any] = field(default_factory=dict)  # slips in the first reply, undone by the correction
     justify: dict[str, str] = field(default_factory=dict)
     twice: bool = False
     year: int = 2020
-    correction: dict[str, Any] | None = None  # sent back after feedback, on day 12
+    correction: bool = False  # sends a corrected workbook back after the feedback, on day 12
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -65,7 +66,11 @@ SCENARIOS: dict[str, Scenario] = {
     "TN-NV": Scenario(3, "zip"),
     "TN-TP": Scenario(9, "fixture"),
     "TN-TCKH": Scenario(7, "eml"),
-    "TN-TNMT": Scenario(6, change={"don_khac": "+2"}, correction={}),
+    "TN-TNMT": Scenario(6, change={
+        "don_tiep_nhan": 14, "don_nam_truoc": 12, "don_btht_tdc": 5, "don_tranh_chap_dat": 6, "don_moi_truong": 1,
+        "don_khac": 2, "don_khieu_nai": 0, "don_to_cao": 0, "don_kien_nghi": 14, "vu_viec_dong_nguoi": 0,
+        "don_da_chuyen": 12, "don_dang_giai_quyet": 2, "don_con_han": 2, "don_qua_han": 0},
+        mistake={"don_tranh_chap_dat": 8}, correction=True),
     "TN-LDTBXH": Scenario(10, "fixture"),
     "TN-VHTT": Scenario(None),
     "TN-GDDT": Scenario(4, "eml", change={"don_khac": "=NA"}),
@@ -77,7 +82,7 @@ SCENARIOS: dict[str, Scenario] = {
     "30001": Scenario(5, "eml-zip", change={"tcd_dinh_ky_luot": 40, "tcd_dinh_ky_nguoi": 44},
                       justify={"tcd_toi_thieu_xa": "Chủ tịch UBND thị trấn đi học 3 tháng; Phó Chủ tịch tiếp thay theo lịch."}),
     "30004": Scenario(8, change={"tcd_dinh_ky_luot": 36, "tcd_dinh_ky_nguoi": 39}),
-    "30007": Scenario(9, change={"vu_viec_dong_nguoi": "nhiều"}, correction={"vu_viec_dong_nguoi": 0}),
+    "30007": Scenario(9, mistake={"vu_viec_dong_nguoi": "nhiều"}, correction=True),
     "30010": Scenario(3, "eml"),
     "30013": Scenario(7, year=2019),
     "30016": Scenario(8),
@@ -263,12 +268,12 @@ def _received(day: int) -> dt.datetime:
     return dt.datetime(2020, 12, day, 9, 30)
 
 
-def _values_for(form: Form, unit: Unit, scenario: Scenario) -> tuple[dict[str, Any], dict[str, Any]]:
+def _values_for(form: Form, unit: Unit, scenario: Scenario, *, corrected: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the unit types: sample values, its own figures, and (first time) its slips."""
     values, tables = sample_values(form, unit, 2020)
-    for key, change in scenario.change.items():
-        if change == "+2":
-            values[key] = int(values[key]) + 2 if isinstance(values[key], int) else 2
-        elif change == "=NA":
+    changes = scenario.change if corrected else {**scenario.change, **scenario.mistake}
+    for key, change in changes.items():
+        if change == "=NA":
             for fid in ("don_tiep_nhan", "don_nam_truoc", "don_btht_tdc", "don_tranh_chap_dat", "don_moi_truong",
                         "don_khac", "don_khieu_nai", "don_to_cao", "don_kien_nghi", "don_da_chuyen",
                         "don_dang_giai_quyet", "don_con_han", "don_qua_han", "vu_viec_dong_nguoi"):
@@ -421,13 +426,13 @@ def correct_from_feedback(ws: Workspace, filled: dict[str, Path]) -> list[Path]:
     folder = ws.root / "hop-thu-den" / "lan-2"
     for code, scenario in SCENARIOS.items():
         feedback = ws.feedback_dir / f"{code}.xlsx"
-        if scenario.correction is None or not feedback.exists():
+        if not scenario.correction or not feedback.exists():
             continue
         unit = register.get(code)
         if unit is None:
             continue
-        values, _tables = _values_for(form, unit, Scenario(scenario.day))
-        fixes = {k: values[k] for k in scenario.change} | scenario.correction
+        values, _tables = _values_for(form, unit, scenario, corrected=True)
+        fixes = {k: values[k] for k in scenario.mistake}
         folder.mkdir(parents=True, exist_ok=True)
         target = fill_workbook(feedback, folder / f"Bao cao da sua {code}.xlsx", fixes)
         _stamp(target, _received(12))
