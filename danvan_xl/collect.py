@@ -118,6 +118,7 @@ class _Pending:
     item: Item
     digest: str
     size: int
+    archived: str = ""  # the archive copy the worker reads
 
 
 def ingest(
@@ -161,14 +162,14 @@ def ingest(
             tick()
             continue
         seen_now[digest] = item.name
-        ledger.archive_bytes(data, digest)
-        pending.append(_Pending(seq, item, digest, len(data)))
+        archived = ledger.archive_bytes(data, digest)
+        pending.append(_Pending(seq, item, digest, len(data), str(archived)))
 
     staging = _Staging(ws.root)
     try:
         pool = WorkerPool(str(form.folder), ws.year, ws.limits, workers)
         by_seq = {p.seq: p for p in pending}
-        jobs = (Job(p.seq, p.item.load(), p.item.name) for p in pending)
+        jobs = (Job(p.seq, None, p.item.name, p.archived) for p in pending)
         for seq, parsed in pool.run(jobs):
             p = by_seq[seq]
             outcome = _triage(ws, form, register, ledger, p, parsed, staging, on_committed)

@@ -40,6 +40,8 @@ class Sniffed:
     kind: str  # xlsx | ods | xls
     macros: bool = False
     notes: tuple[str, ...] = field(default=())
+    # The opened, already checked container (xlsx/ods), so the reader does not parse it again.
+    zip: zipfile.ZipFile | None = field(default=None, compare=False, repr=False)
 
 
 def sniff(data: bytes, limits: Limits) -> Sniffed:
@@ -117,14 +119,14 @@ def _sniff_zip(data: bytes, limits: Limits) -> Sniffed:
         if any(n.startswith("xl/externalLinks/") for n in names):
             notes.append("tệp có liên kết tới sổ tính khác (chỉ dùng giá trị đã lưu)")
         _check_xml_parts(zf, infos)
-        return Sniffed("xlsx", macros=macros, notes=tuple(notes))
+        return Sniffed("xlsx", macros=macros, notes=tuple(notes), zip=zf)
     if "mimetype" in names and "content.xml" in names:
         mime = _read(zf, "mimetype", 200).strip()
         if mime != ODS_MIME:
             kind = mime.decode("ascii", "replace")
             raise Rejected("wrong-format", f"tệp OpenDocument loại '{kind}', không phải bảng tính (.ods)")
         _check_xml_parts(zf, infos)
-        return Sniffed("ods")
+        return Sniffed("ods", zip=zf)
     if "word/document.xml" in names:
         raise Rejected("wrong-format", "tệp Word (.docx), không phải bảng tính; đề nghị gửi tệp Excel")
     if "ppt/presentation.xml" in names:

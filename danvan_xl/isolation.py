@@ -55,9 +55,12 @@ def safe_loads(data: bytes, extra: set[tuple[str, str]] | None = None) -> Any:
 
 @dataclass(frozen=True)
 class Job:
+    """One file to read: its bytes, or the path of a copy the worker reads itself (cheaper to send)."""
+
     index: int
-    data: bytes
+    data: bytes | None
     name: str
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ class Crash:
     message: str
 
 
+# Jobs sent ahead to a worker, so that it starts the next file while the parent handles the last result.
+DEPTH = 2
+
+
 class _Worker:
     def __init__(self, init: dict[str, Any]) -> None:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -75,8 +82,8 @@ class _Worker:
             [sys.executable, "-m", "danvan_xl.isolation"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, env=env,
         )
-        self.job: Job | None = None
-        self.started = 0.0
+        self.jobs = deque[Job]()  # in the worker's order; the first is the one being read now
+        self.started = 0.0  # when the first job started
         self.buffer = b""
         self._send(pickle.dumps(init))
 
@@ -86,25 +93,28 @@ class _Worker:
         self.proc.stdin.flush()
 
     def start(self, job: Job) -> None:
-        self.job, self.started = job, time.monotonic()
-        self._send(pickle.dumps((job.data, job.name)))
+        if not self.jobs:
+            self.started = time.monotonic()
+        self.jobs.append(job)
+        self._send(pickle.dumps((job.data, job.name, job.path)))
 
-    def read_available(self) -> tuple[Job, Any] | None:
-        """Read what the pipe has; return ``(job, result)`` when complete; raise EOFError if the worker died."""
+    def read_available(self) -> list[tuple[Job, Any]]:
+        """Read what the pipe has; return the finished ``(job, result)`` pairs; raise EOFError if the worker died."""
         assert self.proc.stdout is not None
         chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
         if not chunk:
             raise EOFError
         self.buffer += chunk
-        if len(self.buffer) >= _HEADER.size:
+        done = []
+        while len(self.buffer) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self.buffer)
-            if len(self.buffer) >= _HEADER.size + size:
-                payload = self.buffer[_HEADER.size:_HEADER.size + size]
-                self.buffer = self.buffer[_HEADER.size + size:]
-                job, self.job = self.job, None
-                assert job is not None
-                return job, safe_loads(payload)
-        return None
+            if len(self.buffer) < _HEADER.size + size:
+                break
+            payload = self.buffer[_HEADER.size:_HEADER.size + size]
+            self.buffer = self.buffer[_HEADER.size + size:]
+            done.append((self.jobs.popleft(), safe_loads(payload)))
+            self.started = time.monotonic()  # the next job starts now
+        return done
 
     def kill(self) -> int | None:
         with contextlib.suppress(OSError):
@@ -124,7 +134,11 @@ class _Worker:
 
 
 class WorkerPool:
-    """Run ``read_workbook`` for jobs in N isolated workers; yields ``(index, result | Crash)``."""
+    """Run ``read_workbook`` for jobs in N isolated workers; yields ``(index, result | Crash)``.
+
+    Each worker holds up to ``DEPTH`` jobs. When a worker dies or overruns the per-file timeout,
+    the job it was reading gets the :class:`Crash`; the jobs queued behind it go to another worker.
+    """
 
     def __init__(self, form_folder: str, year: int, limits: Limits, workers: int | None = None) -> None:
         self.init = {"form": form_folder, "year": year, "limits": limits}
@@ -149,7 +163,7 @@ class WorkerPool:
 
         def refill() -> None:
             nonlocal exhausted
-            while not exhausted and len(pending) < self.size * 2:
+            while not exhausted and len(pending) < self.size * DEPTH:
                 try:
                     pending.append(next(source))
                 except StopIteration:
@@ -162,21 +176,27 @@ class WorkerPool:
             selector.register(w.proc.stdout, selectors.EVENT_READ, w)
             return w
 
-        def retire(w: _Worker) -> int | None:
+        def retire(w: _Worker) -> tuple[Job | None, int | None]:
+            """Stop ``w``; return the job it was reading; its queued jobs go back to the front."""
             assert w.proc.stdout is not None
             selector.unregister(w.proc.stdout)
             workers.remove(w)
-            return w.kill()
+            rc = w.kill()
+            current = w.jobs.popleft() if w.jobs else None
+            pending.extendleft(reversed(w.jobs))
+            w.jobs.clear()
+            return current, rc
 
         refill()
         for _ in range(min(self.size, max(len(pending), 1))):
             spawn()
         while True:
             refill()
-            for w in list(workers):
-                if w.job is None and pending:
-                    w.start(pending.popleft())
-            busy = [w for w in workers if w.job is not None]
+            for depth in range(1, DEPTH + 1):  # first give every idle worker a job, then queue one more each
+                for w in workers:
+                    if len(w.jobs) < depth and pending:
+                        w.start(pending.popleft())
+            busy = [w for w in workers if w.jobs]
             if not busy:
                 if exhausted and not pending:
                     return
@@ -185,23 +205,23 @@ class WorkerPool:
             deadline = min(w.started for w in busy) + self.limits.timeout_seconds
             for key, _ in selector.select(timeout=max(0.0, deadline - now)):
                 w = key.data
+                if w not in workers:
+                    continue
                 try:
-                    result = w.read_available()
+                    finished = w.read_available()
                 except EOFError:
-                    job = w.job
-                    rc = retire(w)
+                    job, rc = retire(w)
                     if job is not None:
                         yield job.index, _crash(rc)
                     spawn()
                     continue
-                if result is not None:
-                    job, payload = result
+                for job, payload in finished:
                     yield job.index, payload
             now = time.monotonic()
             for w in list(workers):
-                if w.job is not None and now - w.started > self.limits.timeout_seconds:
-                    job = w.job
-                    retire(w)
+                if w.jobs and now - w.started > self.limits.timeout_seconds:
+                    job, _rc = retire(w)
+                    assert job is not None
                     yield job.index, Crash("timeout", f"đọc tệp quá {self.limits.timeout_seconds:g} giây; đã dừng "
                                                       "(tệp quá lớn, quá phức tạp hoặc bị hỏng)")
                     spawn()
@@ -244,14 +264,19 @@ def _serve() -> None:  # pragma: no cover - runs in the child process, exercised
 
     form = load_form(init["form"])
     while (frame := read_frame()) is not None:
-        data, name = pickle.loads(frame)
+        data, name, path = pickle.loads(frame)
         try:
+            if data is None:
+                with open(path, "rb") as fh:
+                    data = fh.read(int(limits.max_file_mb * 1024 * 1024) + 1)
             sniffed = sniff(data, limits)
             result = read_workbook(data, sniffed, form, init["year"], limits, name)
         except Rejected as rej:
             result = ReadResult(False, "", rej.code, rej.message)
         except MemoryError:
             result = ReadResult(False, "", "too-large", "tệp quá lớn để đọc trong giới hạn bộ nhớ")
+        except OSError as err:
+            result = ReadResult(False, "", "unreadable", f"không đọc được tệp ({err.strerror or err})")
         except Exception as err:  # a reader bug must not take the run down; report it as this file's problem
             result = ReadResult(False, "", "reader-error", f"lỗi khi đọc tệp ({type(err).__name__}: {str(err)[:120]})")
         payload = pickle.dumps(result)

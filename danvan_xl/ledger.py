@@ -137,14 +137,16 @@ def decode_data(text: str) -> SubmissionData:
 
 
 def content_hash(data: SubmissionData) -> str:
-    """Equal for two files that carry the same values (e.g. the same workbook re-saved)."""
-    canon = json.loads(encode_data(data))
-    for v in canon["values"].values():
-        v[3:] = []  # positions do not change content
-    for rows in canon["tables"].values():
-        for row in rows:
-            for v in row.values():
-                v[3:] = []
+    """Equal for two files that carry the same values (e.g. the same workbook re-saved).
+
+    The canonical JSON of :func:`encode_data` without cell positions (positions do not change content)."""
+    canon = {
+        "unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
+        "definition_hash": data.definition_hash, "year": data.year,
+        "values": {k: _encode_value(v)[:3] for k, v in data.values.items()},
+        "tables": {t: [{c: _encode_value(v)[:3] for c, v in row.items()} for row in rows] for t, rows in data.tables.items()},
+        "justifications": data.justifications,
+    }
     return sha256(json.dumps(canon, sort_keys=True, ensure_ascii=False).encode())
 
 

@@ -118,9 +118,9 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
     book = Book(sniffed.kind, list(wb.sheet_names), states, {}, {}, {}, wb)
     try:
         if sniffed.kind == "xlsx":
-            _xlsx_parts(book, data, limits, needed)
+            _xlsx_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)), limits, needed)
         elif sniffed.kind == "ods":
-            _ods_parts(book, data)
+            _ods_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)))
         else:
             _xls_names(book, data)
     except (zipfile.BadZipFile, KeyError, EOFError, OSError, zlib.error) as err:
@@ -139,30 +139,30 @@ def _state(visible: Any) -> str:
     return {"Visible": "visible", "Hidden": "hidden", "VeryHidden": "veryHidden"}.get(name, "visible")
 
 
-def _xlsx_parts(book: Book, data: bytes, limits: Limits, needed: set[str]) -> None:
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        workbook = _no_dtd("xl/workbook.xml", zf.read("xl/workbook.xml"))
-        for raw_name, raw_ref in _DEFINED.findall(workbook):
-            _add_name(book, raw_name, raw_ref, _REF)
-        if "docProps/custom.xml" in zf.namelist():
-            for name, value in _CUSTOM_XLSX.findall(_no_dtd("docProps/custom.xml", zf.read("docProps/custom.xml"))):
-                book.properties[_unescape(name)] = _unescape(value)
-        if "xl/sharedStrings.xml" in zf.namelist():
-            _well_formed("xl/sharedStrings.xml", zf.read("xl/sharedStrings.xml"), "")
-        targets = _sheet_targets(zf, workbook)
-        for sheet, target in targets.items():
-            if sheet not in needed or target not in zf.namelist():
-                continue
-            xml = zf.read(target)
-            _no_dtd(target, xml[:2048])
-            _check_extent(sheet, xml, limits)
-            _well_formed(target, xml, sheet)
-            merges = _MERGE.findall(xml)
-            if merges:
-                book.merges[sheet] = [m.decode() for m in merges]
-            # The check sheet is all formulas by design; only input sheets are scanned.
-            if sheet != SHEET_CHECKS and (b"<f>" in xml or b"<f " in xml or b't="e"' in xml):
-                book.special[sheet] = _special_cells(xml)
+def _xlsx_parts(book: Book, zf: zipfile.ZipFile, limits: Limits, needed: set[str]) -> None:
+    members = set(zf.namelist())
+    workbook = _no_dtd("xl/workbook.xml", zf.read("xl/workbook.xml"))
+    for raw_name, raw_ref in _DEFINED.findall(workbook):
+        _add_name(book, raw_name, raw_ref, _REF)
+    if "docProps/custom.xml" in members:
+        for name, value in _CUSTOM_XLSX.findall(_no_dtd("docProps/custom.xml", zf.read("docProps/custom.xml"))):
+            book.properties[_unescape(name)] = _unescape(value)
+    if "xl/sharedStrings.xml" in members:
+        _well_formed("xl/sharedStrings.xml", zf.read("xl/sharedStrings.xml"), "")
+    targets = _sheet_targets(zf, workbook, members)
+    for sheet, target in targets.items():
+        if sheet not in needed or target not in members:
+            continue
+        xml = zf.read(target)
+        _no_dtd(target, xml[:2048])
+        _check_extent(sheet, xml, limits)
+        _well_formed(target, xml, sheet)
+        merges = _MERGE.findall(xml)
+        if merges:
+            book.merges[sheet] = [m.decode() for m in merges]
+        # The check sheet is all formulas by design; only input sheets are scanned.
+        if sheet != SHEET_CHECKS and (b"<f>" in xml or b"<f " in xml or b't="e"' in xml):
+            book.special[sheet] = _special_cells(xml)
 
 
 def _well_formed(part: str, xml: bytes, sheet: str) -> None:
@@ -183,8 +183,8 @@ def _no_dtd(part: str, xml: bytes) -> bytes:
     return xml
 
 
-def _sheet_targets(zf: zipfile.ZipFile, workbook: bytes) -> dict[str, str]:
-    rels = zf.read("xl/_rels/workbook.xml.rels") if "xl/_rels/workbook.xml.rels" in zf.namelist() else b""
+def _sheet_targets(zf: zipfile.ZipFile, workbook: bytes, members: set[str]) -> dict[str, str]:
+    rels = zf.read("xl/_rels/workbook.xml.rels") if "xl/_rels/workbook.xml.rels" in members else b""
     by_id: dict[bytes, bytes] = {}
     for a, b, c, d in _REL.findall(rels):
         rid, target = (a, b) if a else (d, c)
@@ -199,9 +199,10 @@ def _sheet_targets(zf: zipfile.ZipFile, workbook: bytes) -> dict[str, str]:
 
 def _check_extent(sheet: str, xml: bytes, limits: Limits) -> None:
     """Refuse a sheet whose cells reach far beyond any template (a dense allocation can abort the reader)."""
+    wide = _WIDE_CELL.findall(xml)
     max_row = max((int(r) for r in _ROW_ATTR.findall(xml)), default=0)
-    max_row = max([max_row, *(int(r) for _c, r in _WIDE_CELL.findall(xml))])
-    max_col = max((_col_index(c.decode()) for c, _r in _WIDE_CELL.findall(xml)), default=0)
+    max_row = max([max_row, *(int(r) for _c, r in wide)])
+    max_col = max((_col_index(c.decode()) for c in {c for c, _r in wide}), default=0)
     if max_row > limits.max_rows or max_col > limits.max_cols:
         raise Rejected("too-large", f"trang '{sheet}' trải tới dòng {format_int(max_row)}, cột {col_letter(max(max_col - 1, 0))}"
                                     f" — vượt giới hạn {format_int(limits.max_rows)} dòng × {limits.max_cols} cột")
@@ -244,16 +245,15 @@ def _special_cells(xml: bytes) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _ods_parts(book: Book, data: bytes) -> None:
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        content = _no_dtd("content.xml", zf.read("content.xml"))
-        _well_formed("content.xml", content, "")
-        for m in _ODS_NAMED.finditer(content):
-            name, ref = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
-            _add_name(book, name, ref, _ODS_REF)
-        if "meta.xml" in zf.namelist():
-            for name, value in _CUSTOM_ODS.findall(_no_dtd("meta.xml", zf.read("meta.xml"))):
-                book.properties[_unescape(name)] = _unescape(value)
+def _ods_parts(book: Book, zf: zipfile.ZipFile) -> None:
+    content = _no_dtd("content.xml", zf.read("content.xml"))
+    _well_formed("content.xml", content, "")
+    for m in _ODS_NAMED.finditer(content):
+        name, ref = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+        _add_name(book, name, ref, _ODS_REF)
+    if "meta.xml" in zf.namelist():
+        for name, value in _CUSTOM_ODS.findall(_no_dtd("meta.xml", zf.read("meta.xml"))):
+            book.properties[_unescape(name)] = _unescape(value)
 
 
 def _xls_names(book: Book, data: bytes) -> None:
@@ -436,25 +436,33 @@ def _check_merges(book: Book, layout: Layout) -> None:
     """An input cell merged into something the template did not merge loses its value: refuse."""
     if not book.merges:
         return
-    inputs, expected = _merge_expectations(layout)
     for sheet, ranges in book.merges.items():
-        cells = inputs.get(sheet)
-        if not cells:
-            continue
         for rng in ranges:
-            if rng in expected.get(sheet, ()):
-                continue
-            first, last = rng.split(":")
-            top, bottom = _a1_to_cell(sheet, first), _a1_to_cell(sheet, last)
-            if (bottom.row - top.row + 1) * (bottom.col - top.col + 1) > 4096:
-                hit = next((c for c in cells if top.row <= c[0] <= bottom.row and top.col <= c[1] <= bottom.col), None)
-            else:
-                hit = next(((r, c) for r in range(top.row, bottom.row + 1) for c in range(top.col, bottom.col + 1)
-                            if (r, c) in cells), None)
+            hit = _merged_input(layout, sheet, rng)
             if hit is not None:
-                a1 = Cell(sheet, *hit).a1
-                raise Rejected("structure-damaged", f"ô nhập liệu {sheet}!{a1} đã bị gộp vào vùng {rng}; "
+                raise Rejected("structure-damaged", f"ô nhập liệu {sheet}!{hit} đã bị gộp vào vùng {rng}; "
                                                     "đề nghị bỏ gộp ô hoặc điền lại vào biểu mẫu gốc")
+
+
+@functools.lru_cache(maxsize=4096)
+def _merged_input(layout: Layout, sheet: str, rng: str) -> str | None:
+    """The first input cell a merged area covers (A1), unless the template itself made that merge.
+
+    Cached: every returned file carries the template's own merged headers."""
+    inputs, expected = _merge_expectations(layout)
+    cells = inputs.get(sheet)
+    if not cells or rng in expected.get(sheet, ()) or ":" not in rng:
+        return None
+    first, last = rng.split(":", 1)
+    top, bottom = _a1_to_cell(sheet, first), _a1_to_cell(sheet, last)
+    if top is None or bottom is None:
+        return None  # not a cell range calamine or Excel would honour
+    if (bottom.row - top.row + 1) * (bottom.col - top.col + 1) > 4096:
+        hit = next((c for c in cells if top.row <= c[0] <= bottom.row and top.col <= c[1] <= bottom.col), None)
+    else:
+        hit = next(((r, c) for r in range(top.row, bottom.row + 1) for c in range(top.col, bottom.col + 1)
+                    if (r, c) in cells), None)
+    return None if hit is None else Cell(sheet, *hit).a1
 
 
 @functools.lru_cache(maxsize=16)
@@ -471,9 +479,10 @@ def _merge_expectations(layout: Layout) -> tuple[dict[str, set[tuple[int, int]]]
     return inputs, expected
 
 
-def _a1_to_cell(sheet: str, a1: str) -> Cell:
-    m = re.match(r"([A-Z]+)([0-9]+)", a1)
-    assert m
+def _a1_to_cell(sheet: str, a1: str) -> Cell | None:
+    m = re.fullmatch(r"\$?([A-Z]{1,3})\$?([0-9]{1,7})", a1)
+    if not m:
+        return None
     return Cell(sheet, int(m.group(2)) - 1, _col_index(m.group(1)) - 1)
 
 

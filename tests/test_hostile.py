@@ -20,8 +20,9 @@ from helpers import SEED_MODELS, SEED_VALUES
 
 from danvan_xl.collect import collect
 from danvan_xl.generate import generate, template_context
+from danvan_xl.isolation import DEPTH, Crash, Job, WorkerPool
 from danvan_xl.template_writer import Prefill, build_template
-from danvan_xl.workspace import init_workspace, load_workspace
+from danvan_xl.workspace import Limits, init_workspace, load_workspace
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +219,25 @@ def test_a_crashing_parser_costs_one_file_not_the_run(ws, base, tmp_path):
     assert "SIGABRT" in outcomes["a-xa-xoi.xlsx"].message or "SIGKILL" in outcomes["a-xa-xoi.xlsx"].message
     assert outcomes["b-tot.xlsx"].outcome == "accepted"
     assert result.exit_code == 1
+
+
+def test_jobs_queued_behind_a_crash_are_read_by_a_fresh_worker(ws, base, tmp_path):
+    """One worker holds DEPTH jobs at a time; when it dies on the first, the ones queued behind it
+    are re-sent to its replacement, read from their paths, and come back once each."""
+    assert DEPTH >= 2
+    bad = tmp_path / "xau.xlsx"
+    bad.write_bytes(hostile.huge_extent(base[1]))
+    good = tmp_path / "tot.xlsx"
+    good.write_bytes(base[1])
+    limits = Limits(max_rows=2_000_000, max_cols=20_000, memory_mb=600, timeout_seconds=60)
+    pool = WorkerPool(str(ws.load_form().folder), 2020, limits, workers=1)
+    jobs = [Job(0, None, "xau.xlsx", str(bad)), Job(1, None, "tot.xlsx", str(good)), Job(2, base[1], "tot2.xlsx"),
+            Job(3, None, "xau2.xlsx", str(bad)), Job(4, None, "tot3.xlsx", str(good))]
+    results = list(pool.run(jobs))
+    assert sorted(i for i, _ in results) == [0, 1, 2, 3, 4]
+    by_index = dict(results)
+    assert isinstance(by_index[0], Crash) and isinstance(by_index[3], Crash)
+    assert all(by_index[i].ok and by_index[i].identity["unit_code"] == "TN-VP" for i in (1, 2, 4))
 
 
 def test_a_parser_that_takes_too_long_is_stopped(ws, base, tmp_path):
