@@ -140,8 +140,8 @@ class CheckResult:
 def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str], None] | None = None) -> CheckResult:
     """Re-run the rules over every current submission, store changed results, write the findings
     workbook (and feedback workbooks with ``annotate``)."""
-    from .feedback import build_feedback, open_findings
-    from .fsio import prepare_dir, write_atomic
+    from .feedback import FeedbackJob, FeedbackSetting, open_findings, write_feedbacks
+    from .fsio import prepare_dir, sync_dir, write_atomic
     from .generate import template_context
     from .ledger import Ledger, WorkspaceLock
 
@@ -174,15 +174,20 @@ def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str]
         if annotate:
             ctx = template_context(ws)
             reply_by = f"trước ngày {ws.deadline:%d/%m/%Y}" if ws.deadline else "sớm"
+            needing = []
             for uc in result.units:
                 if not open_findings(uc.findings):
                     stale = ws.feedback_dir / f"{uc.unit.code}.xlsx"
                     if stale.exists():  # an earlier feedback that the unit has since answered
                         stale.unlink()
                     continue
-                data = build_feedback(form, uc.unit, ctx, ledger.submission(uc.submission_id), uc.findings,
-                                      office=ws.office.name, reply_by=reply_by, prev=prev_all.get(uc.unit.code))
-                uc.feedback = write_atomic(ws.feedback_dir / f"{uc.unit.code}.xlsx", data)
+                needing.append(uc)
+            jobs = [FeedbackJob(uc.unit, uc.submission_id, tuple(uc.findings), prev_all.get(uc.unit.code))
+                    for uc in needing]
+            setting = FeedbackSetting(form, ctx, ws.ledger_path, ws.feedback_dir, ws.office.name, reply_by, jobs)
+            for uc, path in zip(needing, write_feedbacks(setting, ws.limits.workers or None), strict=True):
+                uc.feedback = path
+            sync_dir(ws.feedback_dir)
     result.report = write_atomic(ws.reports_dir / f"kiem-tra-{ws.year}.xlsx",
                                  findings_workbook(form, register, result.units))
     return result

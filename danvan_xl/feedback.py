@@ -8,8 +8,13 @@ sheet in front. The unit corrects it and sends it back; it collects as a new ver
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .findings import Finding
@@ -109,3 +114,77 @@ def _cell(sheet: str, a1: str) -> Cell:
 def _row_of(a1: str) -> int:
     m = _A1.match(a1 or "")
     return int(m.group(2)) if m else 0
+
+
+# ------------------------------------------------------------------ writing many
+
+PARALLEL_THRESHOLD = 40  # feedback workbooks; below this, starting worker processes costs more than it saves
+
+
+@dataclass(frozen=True)
+class FeedbackJob:
+    unit: Unit
+    submission_id: int
+    findings: tuple[Finding, ...]
+    prev: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class FeedbackSetting:
+    """What every feedback workbook of one run shares (inherited by forked workers, never pickled)."""
+
+    form: Form
+    ctx: TemplateContext
+    ledger_path: Path
+    out: Path
+    office: str
+    reply_by: str
+    jobs: Sequence[FeedbackJob]
+
+
+def write_feedbacks(setting: FeedbackSetting, workers: int | None = None) -> list[Path]:
+    """Build and write every job's feedback workbook (``out/<unit code>.xlsx``), in job order.
+
+    Each worker reads the submissions from the ledger itself (read-only) and builds whole
+    workbooks, so nothing large crosses a pipe; files are written atomically and fsynced once."""
+    workers = workers or os.cpu_count() or 1
+    jobs = setting.jobs
+    if workers < 2 or len(jobs) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
+        return _write_range(setting, 0, len(jobs))
+    step = max(1, min(50, len(jobs) // (workers * 8) or 1))
+    starts = range(0, len(jobs), step)
+    _SHARED["setting"] = setting
+    paths: list[Path] = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            try:
+                for chunk in pool.map(_worker, starts, [min(i + step, len(jobs)) for i in starts]):
+                    paths += chunk
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # a full disk: stop rather than finish the rest
+                raise
+    finally:
+        _SHARED.clear()
+    return paths
+
+
+_SHARED: dict[str, FeedbackSetting] = {}  # set by the parent just before forking
+
+
+def _worker(start: int, stop: int) -> list[Path]:
+    return _write_range(_SHARED["setting"], start, stop)
+
+
+def _write_range(setting: FeedbackSetting, start: int, stop: int) -> list[Path]:
+    from .fsio import fsync_file, write_atomic
+    from .ledger import Ledger
+
+    paths = []
+    with Ledger.open_readonly(setting.ledger_path) as ledger:
+        for job in setting.jobs[start:stop]:
+            data = build_feedback(setting.form, job.unit, setting.ctx, ledger.submission(job.submission_id),
+                                  job.findings, office=setting.office, reply_by=setting.reply_by, prev=job.prev)
+            paths.append(write_atomic(setting.out / f"{job.unit.code}.xlsx", data, durable=False))
+    for p in paths:
+        fsync_file(p)
+    return paths
