@@ -21,6 +21,7 @@ from .submission import Value
 from .textnorm import clean_text, format_int, format_number, has_control_chars, match_key, parse_date_text, parse_number_text
 from .vocabulary import NA_ALIASES, NA_TEXT, NO, NUMERIC_KINDS, YES, Kind, Severity, ValueState
 
+EXCEL_MAX_STRING = 32_767  # characters per cell (Excel specifications and limits)
 _NA_KEYS = {match_key(a) for a in NA_ALIASES}
 _YES_KEYS = {match_key(a) for a in ("Có", "co", "x", "yes", "đã có", "true")}
 _NO_KEYS = {match_key(a) for a in ("Không", "khong", "no", "chưa", "chưa có", "false")}
@@ -36,8 +37,8 @@ class _Target:
         self.lo, self.hi, self.max_length, self.choices, self.required = lo, hi, max_length, choices, required
 
 
-def target_for_field(f: Field, choices: tuple[str, ...] = ()) -> _Target:
-    return _Target(f.id, f.kind, f.label, na=f.na, lo=f.min, hi=f.max, max_length=f.max_length,
+def target_for_field(f: Field, choices: tuple[str, ...] = (), max_string: int = EXCEL_MAX_STRING) -> _Target:
+    return _Target(f.id, f.kind, f.label, na=f.na, lo=f.min, hi=f.max, max_length=min(f.max_length, max_string),
                    choices=choices, required=f.required)
 
 
@@ -46,17 +47,20 @@ ChoiceLists = dict[str, tuple[str, ...]]
 
 def coerce_field(
     f: Field, raw: Any, special: Special, cell: Cell, file: str, lists: ChoiceLists,
+    max_string: int = EXCEL_MAX_STRING,
 ) -> tuple[Value, list[Finding]]:
+    """``max_string``: the workspace's cap on any text (``[limits] max_string``), below the field's own."""
     choices = (YES, NO) if f.kind == Kind.YESNO else lists.get(f.choices or "", ())
-    return coerce(target_for_field(f, choices), raw, special, cell, file)
+    return coerce(target_for_field(f, choices, max_string), raw, special, cell, file)
 
 
 def coerce_column(
     table: Field, col: Column, raw: Any, special: Special, cell: Cell, file: str, lists: ChoiceLists,
+    max_string: int = EXCEL_MAX_STRING,
 ) -> tuple[Value, list[Finding]]:
     choices = (YES, NO) if col.kind == Kind.YESNO else lists.get(col.choices or "", ())
     target = _Target(f"{table.id}.{col.id}", col.kind, f"{table.label} — {col.label}", lo=0.0,
-                     max_length=col.max_length, choices=choices)
+                     max_length=min(col.max_length, max_string), choices=choices)
     return coerce(target, raw, special, cell, file)
 
 
@@ -209,7 +213,7 @@ def _text(t: _Target, raw: Any, finding: Callable[[str, Severity, str], None]) -
 
 def read_table(
     table: TablePos, get: Callable[[Cell], Any], special: dict[str, dict[str, tuple[str, str]]], file: str,
-    lists: ChoiceLists,
+    lists: ChoiceLists, max_string: int = EXCEL_MAX_STRING,
 ) -> tuple[list[dict[str, Value]], list[Finding]]:
     """Filled rows of a repeating table (blank rows skipped), with findings."""
     f = table.field
@@ -224,7 +228,7 @@ def read_table(
             continue
         row: dict[str, Value] = {}
         for col, (cell, raw, sp) in zip(f.columns, raws, strict=True):
-            value, problems = coerce_column(f, col, raw, sp, cell, file, lists)
+            value, problems = coerce_column(f, col, raw, sp, cell, file, lists, max_string)
             row[col.id] = value
             findings.extend(problems)
         key = f.columns[0]

@@ -352,8 +352,11 @@ def check_identity(identity: dict[str, str], source: str, form: Form, year: int)
 
 # ------------------------------------------------------------------ values
 
-def read_values(book: Book, form: Form, layout: Layout, file_name: str) -> tuple[SubmissionData | None, list[Finding], list[str]]:
-    """Read every input by name (or position), normalise it, and collect findings."""
+def read_values(book: Book, form: Form, layout: Layout, file_name: str,
+                max_string: int = cells.EXCEL_MAX_STRING) -> tuple[SubmissionData | None, list[Finding], list[str]]:
+    """Read every input by name (or position), normalise it, and collect findings.
+
+    ``max_string`` caps every text below its field's own ``max_length`` (``[limits] max_string``)."""
     findings: list[Finding] = []
     notes: list[str] = []
     missing = [s for s in layout.section_sheets if s not in book.sheet_names]
@@ -377,12 +380,12 @@ def read_values(book: Book, form: Form, layout: Layout, file_name: str) -> tuple
         cell = positions.get(fid, pos.cell)
         raw = book.value(cell)
         special = book.special.get(cell.sheet, {}).get(cell.a1)
-        value, problems = cells.coerce_field(f, raw, special, cell, file_name, form.choices)
+        value, problems = cells.coerce_field(f, raw, special, cell, file_name, form.choices, max_string)
         values[fid] = value
         findings.extend(problems)
     tables: dict[str, list[dict[str, Value]]] = {}
     for tid, table in layout.tables.items():
-        rows, problems = cells.read_table(table, book.value, book.special, file_name, form.choices)
+        rows, problems = cells.read_table(table, book.value, book.special, file_name, form.choices, max_string)
         tables[tid] = rows
         findings.extend(problems)
     justifications: dict[str, str] = {}
@@ -495,7 +498,7 @@ def read_workbook(data: bytes, sniffed: Sniffed, form: Form, year: int, limits: 
         notes = list(sniffed.notes) + check_identity(identity, source, form, year)
         if book.states.get(SHEET_META) == "hidden":
             notes.append("tệp đã được lưu lại bằng chương trình khác (trang nhận diện chuyển sang ẩn thường)")
-        data_, findings, more = read_values(book, form, layout, file_name)
+        data_, findings, more = read_values(book, form, layout, file_name, limits.max_string)
         notes += more
     except Rejected as rej:
         return ReadResult(False, sniffed.kind, rej.code, rej.message, macros=sniffed.macros)

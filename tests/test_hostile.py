@@ -167,6 +167,21 @@ def test_injection_control_characters_and_oversized_text(ws, base, tmp_path):
     assert "'=HYPERLINK" in csv_text and "'+cmd" in csv_text
 
 
+def test_the_workspace_string_limit_caps_every_text_field(ws, base):
+    """``[limits] max_string`` lowers the cap of every text below the field's own limit (8,000 here)."""
+    cfg = ws.config_path
+    cfg.write_text(cfg.read_text() + "\n[limits]\nmax_string = 500\n")
+    ws = load_workspace(ws.root)
+    form, unit = ws.load_form(), ws.load_register().get("TN-VP")
+    values = dict(SEED_VALUES, nd_2_3_tuyen_truyen="Tuyên truyền " * 100)
+    data = build_template(form, unit, template_context(ws), prefill=Prefill(values, {"dvk_mo_hinh": SEED_MODELS}))
+    result, _ = collect_one(ws, "dai.xlsx", data)
+    assert result.outcomes[0].outcome == "accepted" and result.outcomes[0].errors == 1
+    conn = sqlite3.connect(ws.ledger_path)
+    message, sheet, cell = conn.execute("SELECT message, sheet, cell FROM findings WHERE code = 'too-long'").fetchone()
+    assert "vượt giới hạn 500 ký tự" in message and sheet == "ChiDao" and cell
+
+
 def test_attachment_names_are_never_paths(ws, base, tmp_path):
     msg = EmailMessage()
     msg["From"] = "vanphong@tamnong.dongthap.example"
