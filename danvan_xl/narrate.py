@@ -3,22 +3,31 @@
 Per unit: from its current submission (units whose current version still has errors are left out
 unless asked for by code — a report must not be signed on wrong numbers). For the district: the
 collecting office's report over the accepted submissions, with last year's totals when the ledger
-has them.
+has them. Many unit reports (:data:`PARALLEL_THRESHOLD` or more) are written by a process per core.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .docx_parts import skeleton
 from .docx_writer import write_docx
-from .fsio import prepare_dir
+from .form import Form
+from .fsio import fsync_file, prepare_dir, sync_dir, write_atomic
 from .ledger import Ledger, WorkspaceLock
 from .narrative import DistrictInput, NarrativeOptions, district_report, unit_report, write_markdown
 from .status import compute_status
+from .submission import SubmissionData
+from .units import Unit
 from .workspace import Workspace
+
+PARALLEL_THRESHOLD = 40  # unit reports; below this, starting the worker processes costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,35 @@ class NarrativeResult:
                 "skipped": [{"unit": u, "reason": r} for u, r in self.skipped]}
 
 
+@dataclass(frozen=True)
+class _UnitJob:
+    unit: Unit
+    data: SubmissionData
+    prev: dict[str, Any] | None
+    note: str
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """What every unit report of one run shares (inherited by forked workers, never pickled)."""
+
+    form: Form
+    year: int
+    options: NarrativeOptions
+    collector: str
+    out: Path
+    jobs: tuple[_UnitJob, ...]
+
+
 def write_narratives(
     ws: Workspace, units: Sequence[str] = (), *, district: bool = False, out_dir: Path | None = None,
-    options: NarrativeOptions | None = None,
+    options: NarrativeOptions | None = None, workers: int | None = None,
 ) -> NarrativeResult:
-    """Write unit reports (all, or the given units) and/or the district report."""
+    """Write unit reports (all, or the given units) and/or the district report.
+
+    ``workers``: processes for the unit reports (default: one per core; used from
+    :data:`PARALLEL_THRESHOLD` reports on, where ``fork`` is available). The files and the order
+    of ``written`` (register order) do not depend on it."""
     form = ws.load_form()
     register = ws.load_register()
     selected = register.select(tuple(units)) if units else list(register)
@@ -59,6 +92,7 @@ def write_narratives(
         prev = ledger.current_values(form.id, ws.year - 1)
         statuses = compute_status(ledger, form, register, ws.year, ws.deadline)
     unit_reports = bool(units) or not district
+    jobs: list[_UnitJob] = []
     for unit in selected if unit_reports else []:
         sub = current.get(unit.code)
         if sub is None:
@@ -70,9 +104,11 @@ def write_narratives(
                 result.skipped.append((unit.code, f"số liệu còn {sub.errors} lỗi; sửa xong mới viết báo cáo"))
                 continue
             note = f"số liệu còn {sub.errors} lỗi — báo cáo chỉ để xem, chưa dùng để ký"
-        report = unit_report(form, unit, sub.data, year=ws.year, prev=prev.get(unit.code), options=options,
-                             collector=ws.office.name)
-        result.written.append(_write(out, report, unit.code, unit.name, note))
+        jobs.append(_UnitJob(unit, sub.data, prev.get(unit.code), note))
+    setting = _Setting(form, ws.year, options, ws.office.name, out, tuple(jobs))
+    result.written += _write_units(setting, workers or os.cpu_count() or 1)
+    if jobs:
+        sync_dir(out)  # the renames of the unit reports (each file was synced by the process that wrote it)
     if district:
         accepted = [s for s in current.values() if not s.errors]
         missing = [st.unit for st in statuses if st.state == "missing"]
@@ -84,9 +120,56 @@ def write_narratives(
     return result
 
 
-def _write(out: Path, report: Any, code: str, name: str, note: str = "") -> Written:
-    docx = write_docx(report, out / f"{report.file_stem}.docx")
-    md = write_markdown(report, out / f"{report.file_stem}.md")
+def _write_units(setting: _Setting, workers: int) -> list[Written]:
+    """The unit reports in job order: here, or the first here (it compiles the wording templates and
+    the .docx parts, which forked workers then inherit) and the rest in chunks across the workers."""
+    jobs = setting.jobs
+    if workers < 2 or len(jobs) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
+        return _write_range(setting, 0, len(jobs))
+    skeleton()
+    written = _write_range(setting, 0, 1)
+    step = max(1, min(50, (len(jobs) - 1) // (workers * 8) or 1))
+    starts = range(1, len(jobs), step)
+    _SHARED["setting"] = setting
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            try:
+                for chunk in pool.map(_worker, starts, [min(i + step, len(jobs)) for i in starts]):
+                    written += chunk
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # a full disk or a template error: stop, do not finish the rest
+                raise
+    finally:
+        _SHARED.clear()
+    return written
+
+
+_SHARED: dict[str, _Setting] = {}  # set by the parent just before forking
+
+
+def _worker(start: int, stop: int) -> list[Written]:
+    return _write_range(_SHARED["setting"], start, stop)
+
+
+def _write_range(setting: _Setting, start: int, stop: int) -> list[Written]:
+    """Jobs ``start:stop``: written atomically, then each file fsynced once (reports can be made
+    again from the ledger, so, as templates, they skip the two syncs per file on the way)."""
+    written = []
+    for job in setting.jobs[start:stop]:
+        report = unit_report(setting.form, job.unit, job.data, year=setting.year, prev=job.prev,
+                             options=setting.options, collector=setting.collector)
+        written.append(_write(setting.out, report, job.unit.code, job.unit.name, job.note, durable=False))
+    for w in written:
+        fsync_file(w.docx)
+        fsync_file(w.markdown)
+    return written
+
+
+def _write(out: Path, report: Any, code: str, name: str, note: str = "", *, durable: bool = True) -> Written:
+    docx = write_docx(report, out / f"{report.file_stem}.docx", durable=durable)
+    md_path = out / f"{report.file_stem}.md"
+    md = write_markdown(report, md_path) if durable else write_atomic(md_path, report.to_markdown().encode("utf-8"),
+                                                                      durable=False)
     return Written(code, name, docx, md, note)
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import datetime as dt
+import io
+import pickle
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 import unicodedata
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +22,32 @@ import pytest
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml.ns import qn
 from helpers import SEED_MODELS, SEED_VALUES, soffice_convert
+from lxml import etree
 
+from danvan_xl import narrate
 from danvan_xl.docx_writer import build_docx, write_docx
 from danvan_xl.expr import NA
+from danvan_xl.ledger import Ledger
+from danvan_xl.narrate import PARALLEL_THRESHOLD, write_narratives
 from danvan_xl.narrative import (
+    Block,
     BlockKind,
     DistrictInput,
     NarrativeError,
     NarrativeOptions,
     Report,
+    Signer,
     district_report,
     parse_blocks,
     unescape_markdown,
     unit_report,
     write_markdown,
 )
+from danvan_xl.sample_data import sample_values
 from danvan_xl.submission import Submission, SubmissionData, Value
+from danvan_xl.units import Unit
 from danvan_xl.vocabulary import ValueState
-from danvan_xl.workspace import SAMPLE_OFFICE
+from danvan_xl.workspace import SAMPLE_OFFICE, init_workspace, load_workspace
 
 # The seed report's own paragraphs (re-flowed from shared/seed/000_ddaf1fc8cfb6a8d8.txt, typos kept:
 # units' text is never corrected), as a unit would paste them into its workbook.
@@ -456,6 +470,127 @@ def test_odd_input_renders(form, register, tmp_path):
     markdown = report.to_markdown()
     assert "\n\\# không phải tiêu đề\n" in markdown and "\n\\=cmd" in markdown and "\\*đậm\\*" in markdown
     assert "Mô hình “#1” \\*đậm\\* \\[liên kết\\](x) (lĩnh vực kinh tế)" in markdown
+
+
+# ------------------------------------------------------------------ the fast writer: shared parts + XML text
+
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as package:
+        assert package.testzip() is None
+        return {name: package.read(name) for name in package.namelist()}
+
+
+def test_docx_package_is_well_formed(form, register):
+    data = build_docx(seed_report(form, register))
+    members = _members(data)
+    assert list(members)[:6] == ["[Content_Types].xml", "_rels/.rels", "docProps/core.xml", "docProps/app.xml",
+                                 "word/document.xml", "word/_rels/document.xml.rels"]
+    assert {"word/styles.xml", "word/header1.xml", "word/header2.xml", "word/settings.xml"} <= set(members)
+    for name, payload in members.items():
+        if name.endswith((".xml", ".rels")):
+            root = etree.fromstring(payload)  # well-formed
+            if name in ("word/document.xml", "docProps/core.xml"):  # the two written as text for each report …
+                # … are exactly what lxml (python-docx's serialiser) writes for their tree: same escaping, no stray text
+                assert etree.tostring(root, encoding="UTF-8", standalone=True) == payload, name
+    # The zip is what zipfile writes for these members with fixed times (as the first version did).
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, payload in members.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type, info.create_system, info.external_attr = zipfile.ZIP_DEFLATED, 3, 0o644 << 16
+            package.writestr(info, payload)
+    assert out.getvalue() == data
+    document = docx.Document(io.BytesIO(data))
+    assert len(document.tables) == 2 and document.paragraphs[0].text == "BÁO CÁO"
+
+
+def test_docx_bytes_are_the_same_in_a_fresh_process(form, register, tmp_path):
+    report = seed_report(form, register)
+    saved = tmp_path / "report.pickle"
+    saved.write_bytes(pickle.dumps(report))
+    script = ("import pickle, sys; from danvan_xl.docx_writer import build_docx; "
+              "sys.stdout.buffer.write(build_docx(pickle.loads(open(sys.argv[1], 'rb').read())))")
+    fresh = subprocess.run([sys.executable, "-c", script, str(saved)], capture_output=True, check=True).stdout
+    assert fresh == build_docx(report) == build_docx(dataclasses.replace(report))
+
+
+def test_odd_characters_everywhere(form, register):
+    odd = "A & B <c> \"d\" 'e' ]]> &amp; \ttab\rcr x\x00\x0b\ud800\ufffe 😀 " + unicodedata.normalize("NFD", "Hòa")
+    legal = _ILLEGAL.sub("", odd)
+    printed = legal.replace("\r", "\n")  # python-docx reads a <w:br/> back as "\n"
+    base = seed_report(form, register)
+    blocks = (Block(BlockKind.HEADING, "I. " + odd, 1), Block(BlockKind.PARAGRAPH, odd), Block(BlockKind.ITEM, ""),
+              Block(BlockKind.PARAGRAPH, "  hai đầu có khoảng trắng  "), Block(BlockKind.PARAGRAPH, ""),
+              Block(BlockKind.PARAGRAPH, "Hết./."))
+    report = dataclasses.replace(base, agency="SỞ " + odd, number="Số: " + odd, place_date=odd, subject=odd * 6,
+                                 blocks=blocks, signer=Signer(("KT. " + odd,), odd), recipients=(odd,), code=odd)
+    data = build_docx(report)
+    members = _members(data)
+    for name in ("word/document.xml", "docProps/core.xml"):
+        etree.fromstring(members[name])  # a stray control character would make it unreadable
+        assert not _ILLEGAL.search(members[name].decode("utf-8").replace("\n", "").replace("\t", "")), name
+    document = docx.Document(io.BytesIO(data))
+    assert [p.text for p in document.paragraphs if p.style.name != "Normal"] == [
+        "I. " + printed, printed, "- ", "  hai đầu có khoảng trắng  ", "", "Hết./."]
+    header, footer = document.tables[0], document.tables[-1]
+    assert header.cell(1, 0).text == "Số: " + printed and header.cell(1, 1).text == printed
+    assert [p.text for p in footer.cell(0, 0).paragraphs] == ["Nơi nhận:", "- " + printed]
+    signer = [p.text for p in footer.cell(0, 1).paragraphs if p.text]
+    assert signer == ["KT. " + printed, printed]
+    spaced = [t for t in etree.fromstring(members["word/document.xml"]).iter(qn("w:t")) if t.text.startswith("  hai")]
+    assert spaced[0].get("{http://www.w3.org/XML/1998/namespace}space") == "preserve"
+    props = document.core_properties
+    assert props.title == f"BÁO CÁO {legal * 6}"[:255] and props.keywords == legal  # (Word keeps 255 characters)
+    assert props.author == props.last_modified_by == _ILLEGAL.sub("", "SỞ " + odd)
+    assert build_docx(report) == data
+
+
+def _bulk_workspace(root: Path, form: Any, n: int) -> Any:
+    """A workspace of ``n`` synthetic units, each with an accepted submission of sample values."""
+    units = [Unit(f"X{i:03d}", f"Ủy ban nhân dân xã Thử {i}", "xa", i, "Chủ tịch", "TM. ỦY BAN NHÂN DÂN") for i in range(n)]
+    with open(root / "units.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["code", "name", "kind", "order", "head_title", "authority"])
+        w.writerows([u.code, u.name, u.kind, u.order, u.head_title, u.authority] for u in units)
+    ws = load_workspace(init_workspace(root / "ws", units=root / "units.csv", issue_date=dt.date(2020, 11, 2)).root)
+    received = dt.datetime(2020, 12, 1, 8, 0)
+    with Ledger.open(ws.ledger_path, ws.archive_dir, "test") as ledger, ledger.transaction() as conn:
+        for i, unit in enumerate(units):
+            values, tables = sample_values(form, unit, 2020)
+            data = make_data(form, values, tables["dvk_mo_hinh"], code=unit.code)
+            sid = ledger.add_submission(conn, data, digest=f"{i:064x}", chash=f"{i:064x}", received_at=received,
+                                        source="test", file_format="xlsx", state="current", supersedes=None, notes=())
+            ledger.set_current(conn, unit.code, form.id, 2020, sid)
+    return ws
+
+
+def test_many_unit_reports_are_shared_between_processes(form, tmp_path, monkeypatch):
+    ws = _bulk_workspace(tmp_path, form, PARALLEL_THRESHOLD + 5)
+    pools: list[int] = []
+
+    class Pool(narrate.ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pools.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(narrate, "ProcessPoolExecutor", Pool)
+    one = write_narratives(ws, out_dir=tmp_path / "one", workers=1)
+    assert not pools
+    two = write_narratives(ws, out_dir=tmp_path / "two", workers=2)
+    assert pools == [2]
+    codes = [u.code for u in ws.load_register()]
+    assert [w.unit for w in two.written] == [w.unit for w in one.written] == codes  # register order
+    assert [w.docx.name for w in two.written] == [w.docx.name for w in one.written]
+    for a, b in zip(one.written, two.written, strict=True):
+        assert a.docx.read_bytes() == b.docx.read_bytes() and a.markdown.read_bytes() == b.markdown.read_bytes()
+        assert b.docx.parent == tmp_path / "two"
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert len(list((tmp_path / "two").iterdir())) == 2 * len(codes)  # no temporary files left
+    few = write_narratives(ws, codes[:3], out_dir=tmp_path / "few", workers=2)
+    assert pools == [2] and [w.unit for w in few.written] == codes[:3]
 
 
 # ------------------------------------------------------------------ the district report
