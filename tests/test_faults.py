@@ -76,15 +76,18 @@ def count(path: Path, table: str) -> int:
         return -1
 
 
-def kill_when(cmd: list[str], ready, timeout: float = 90) -> None:
+def kill_when(cmd: list[str], ready, timeout: float = 90) -> bool:
+    """Run ``cmd``, kill -9 its process group once ``ready()``; True if it was still running then."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env=dict(os.environ, DANVAN_LOCK_TIMEOUT="10"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.005)
+        time.sleep(0.002)
+    running = proc.poll() is None
     with __import__("contextlib").suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    return running and proc.returncode == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("after", [1, 6, 13, 21])
@@ -125,6 +128,66 @@ def test_kill_9_during_check_with_feedback(returns, tmp_path, after):
     assert proc.returncode == 1 and "30025" in proc.stdout  # the one unit with an error
     assert (ws.feedback_dir / "30025.xlsx").exists()
     assert not list(ws.feedback_dir.glob(".*.tmp")) and not list(ws.reports_dir.glob(".*.tmp"))
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def _assert_whole(folder: Path) -> None:
+    """Every output present opens completely: a killed run leaves old or new files, never torn ones."""
+    import zipfile
+
+    import openpyxl
+
+    for p in folder.rglob("*"):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if p.suffix == ".xlsx":
+            openpyxl.load_workbook(p).close()
+        elif p.suffix == ".docx":
+            with zipfile.ZipFile(p) as zf:
+                assert zf.testzip() is None and "word/document.xml" in zf.namelist(), p
+        else:
+            p.read_bytes().decode("utf-8")
+
+
+@pytest.mark.parametrize(("command", "point"), [("compile", "temp"), ("compile", 0.4), ("narrative", "temp"),
+                                                ("narrative", 6), ("narrative", 15)])
+def test_kill_9_during_compile_and_narrative(returns, tmp_path, command, point):
+    """Killed while writing the summary or the reports: no torn output, the ledger intact, and the
+    next run writes exactly what an uninterrupted run writes."""
+    ws = fresh(returns, tmp_path)
+    _, inbox = returns
+    collect(ws, [inbox])
+    clean = fresh(returns, tmp_path, "clean")
+    shutil.rmtree(clean.root)
+    shutil.copytree(ws.root, clean.root)
+    out = ws.reports_dir
+    start = time.monotonic()
+
+    def ready() -> bool:
+        if point == "temp":
+            return out.exists() and any(out.rglob(".*.tmp"))
+        if isinstance(point, int):
+            return (out / "bao-cao").exists() and len(list((out / "bao-cao").glob("*.docx"))) >= point
+        return time.monotonic() - start > point
+
+    killed = kill_when([*DANVAN, command, "-w", str(ws.root)], ready)
+    assert killed, "the run ended before the kill point; the test did not test anything"
+    assert state(ws.ledger_path)["integrity"] == "ok"
+    if out.exists():
+        _assert_whole(out)
+        for tmp in out.rglob(".*.tmp"):
+            os.utime(tmp, (time.time() - 3600,) * 2)
+    again = subprocess.run([*DANVAN, command, "-w", str(ws.root)], capture_output=True, text=True, timeout=300)
+    assert again.returncode in (0, 1), again.stderr
+    assert not list(out.rglob(".*.tmp"))
+    _assert_whole(out)
+    reference = subprocess.run([*DANVAN, command, "-w", str(clean.root)], capture_output=True, text=True, timeout=300)
+    assert reference.returncode == again.returncode
+    assert _outputs(out) == _outputs(clean.reports_dir)
 
 
 def _limit_file_size(limit: int):
