@@ -134,9 +134,10 @@ def _run(ws: Workspace, say: Callable[[DemoStep], None] | None, server: Any) -> 
     inbox, first, later = prepare_replies(ws, root / "hop-thu-den")
     if server is not None:
         first = [_post_replies(ws, server, first)]
+    silent = sum(1 for s in SCENARIOS.values() if s.day is None)
     step(DemoStep("Các đơn vị gửi lại báo cáo (mô phỏng)",
-                  f"{len(SCENARIOS) - 6} đơn vị trả lời: đúng hạn, muộn, gửi hai lần, nén .zip, qua thư .eml, lưu bằng "
-                  "LibreOffice (.ods/.xls), có lỗi, sai năm; 5 đơn vị không gửi"
+                  f"{len(SCENARIOS) - silent} đơn vị trả lời: đúng hạn, muộn, gửi hai lần, nén .zip, qua thư .eml, "
+                  f"lưu bằng LibreOffice (.ods/.xls), có lỗi, sai năm; {silent} đơn vị không gửi"
                   + (" — qua máy chủ thư, vào hộp thư của cơ quan tổng hợp" if server is not None else ""),
                   first if server is not None else [inbox]))
     from .collect import collect

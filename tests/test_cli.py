@@ -93,6 +93,7 @@ def test_demo_runs_the_cycle_and_says_where_outputs_are(tmp_path):
     out = result.output
     assert "Xong." in out and str(tmp_path / "demo") in out
     assert len(list((tmp_path / "demo" / "templates").glob("*.xlsx"))) == 25
+    assert "20 đơn vị trả lời" in out and "5 đơn vị không gửi" in out  # 19 accepted + 30013's wrong year
     assert "22 tệp: 19 nhận mới, 1 trùng, 2 bị từ chối, 0 xung đột" in out
     assert "tệp là báo cáo năm 2019, không phải năm 2020" in out and "tệp PDF" in out
     assert "đã nhận bản sửa (bản thứ 2)" in out
