@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,16 @@ def load_workspace(root: str | Path) -> Workspace:
     for key in ("smtp_security", "imap_security"):
         if key in mail and mail[key] not in SECURITY:
             problems.append(f"mail.{key} = {mail[key]!r}: chỉ dùng none, starttls hoặc ssl")
+    limits = data.get("limits", {})
+    for f in fields(Limits):
+        if f.name not in limits:
+            continue
+        value, whole = limits[f.name], isinstance(getattr(Limits(), f.name), int)
+        ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+        if not ok or value < (0 if f.name == "workers" else 1e-9):
+            kind = "số nguyên" if whole else "số"
+            floor = "không âm" if f.name == "workers" else "dương"
+            problems.append(f"limits.{f.name} = {value!r}: phải là {kind} {floor}")
     if problems:
         raise ConfigError(f"{path} có lỗi cấu hình:\n" + "\n".join(f"  - {p}" for p in problems))
     office = data.get("office", {})
@@ -311,4 +321,33 @@ imap_port = 993
 imap_security = "ssl"        # none | starttls | ssl
 imap_user = ""
 imap_folder = "INBOX"
+
+# Giới hạn an toàn với tệp nhận về (mặc định như dưới đây). Bỏ dấu # ở dòng cần đổi.
+[limits]
+{_render_limits()}
 """
+
+
+_LIMIT_NOTES = {
+    "max_file_mb": "dung lượng tối đa của một tệp nhận (MB)",
+    "max_expanded_mb": "tổng dung lượng sau giải nén của một tệp (MB)",
+    "max_member_mb": "dung lượng sau giải nén của một thành phần trong tệp (MB)",
+    "max_ratio": "tỉ lệ nén tối đa (chống bom nén)",
+    "max_members": "số thành phần tối đa trong tệp nén",
+    "max_cells": "số ô tối đa của một tệp",
+    "max_rows": "số dòng tối đa của một trang",
+    "max_cols": "số cột tối đa của một trang",
+    "max_string": "số ký tự tối đa của một ô chữ",
+    "timeout_seconds": "thời gian đọc tối đa của một tệp (giây)",
+    "memory_mb": "bộ nhớ tối đa khi đọc một tệp (MB)",
+    "workers": "số tiến trình đọc tệp (0 = bằng số lõi CPU)",
+}
+
+
+def _render_limits() -> str:
+    lines = []
+    for f in fields(Limits):
+        value = getattr(Limits(), f.name)
+        shown = str(value) if isinstance(value, int) else f"{value:g}"
+        lines.append(f"# {f.name} = {shown}".ljust(30) + f"  # {_LIMIT_NOTES[f.name]}")
+    return "\n".join(lines)

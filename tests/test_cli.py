@@ -73,6 +73,34 @@ def test_bad_config_is_reported_in_vietnamese(tmp_path):
     assert "khoá 'yaer' không hợp lệ — có phải 'year'?" in result.output
 
 
+def test_limits_are_listed_in_the_config_and_checked(tmp_path):
+    from dataclasses import fields
+
+    from danvan_xl.workspace import Limits, load_workspace
+
+    ws = tmp_path / "ws"
+    run("init", str(ws))
+    cfg = ws / "danvan.toml"
+    text = cfg.read_text(encoding="utf-8")
+    for f in fields(Limits):  # every limit is shown, commented out, with its default
+        default = getattr(Limits(), f.name)
+        shown = str(default) if isinstance(default, int) else f"{default:g}"
+        assert f"# {f.name} = {shown} " in text, f.name
+    assert load_workspace(ws).limits == Limits()
+    cfg.write_text(text.replace("# max_cells = 2000000", "max_cells = 5000")
+                   .replace("# timeout_seconds = 60", "timeout_seconds = 2.5"), encoding="utf-8")
+    limits = load_workspace(ws).limits
+    assert (limits.max_cells, limits.timeout_seconds, limits.max_rows) == (5000, 2.5, Limits().max_rows)
+    cfg.write_text(text.replace("# max_cells = 2000000", 'max_cells = "nhiều"')
+                   .replace("# workers = 0", "workers = -1").replace("# max_ratio = 100", "max_ratio = 0"),
+                   encoding="utf-8")
+    result = run("status", "-w", str(ws))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "limits.max_cells = 'nhiều': phải là số nguyên dương" in result.output
+    assert "limits.workers = -1: phải là số nguyên không âm" in result.output
+    assert "limits.max_ratio = 0: phải là số dương" in result.output
+
+
 def test_usage_errors_are_vietnamese():
     result = run("generate", "--khong-co")
     assert result.exit_code == 2
