@@ -270,7 +270,7 @@ def cycle(n: int, tmp: Path) -> Run:
     seconds, peak, rc = run_stage(["collect", "-w", root, str(inbox)], logs / "collect.txt")
     good_files = [f for f in files if "zz-hostile-" not in f]  # the floor: reading the good files
     run.stages.append(Stage("collect", len(files), seconds, peak, floor_collect(form, good_files), rc))
-    reconcile_collect(ws, n, good, bad, distinct_bad)
+    reconcile_collect(ws, n, good, bad, distinct_bad, (logs / "collect.txt").read_text(encoding="utf-8"))
 
     seconds, peak, rc = run_stage(["check", "-w", root, "--annotate"], logs / "check.txt")
     conn = sqlite3.connect(ws.ledger_path)
@@ -297,7 +297,16 @@ def cycle(n: int, tmp: Path) -> Run:
     return run
 
 
-def reconcile_collect(ws: Workspace, n: int, good: int, bad: int, distinct_bad: int) -> None:
+def reconcile_collect(ws: Workspace, n: int, good: int, bad: int, distinct_bad: int, log: str) -> None:
+    """Files in = accepted + rejected + duplicates (the run's own summary line), and the ledger holds
+    one delivery per distinct file: a file with the same bytes as one already received is reported
+    as a duplicate and stores nothing (re-running a collect changes nothing)."""
+    line = re.search(r"([\d.]+) tệp: ([\d.]+) nhận mới, ([\d.]+) trùng, ([\d.]+) bị từ chối, ([\d.]+) xung đột", log)
+    _require(line is not None, "collect printed no summary line: " + log[-400:])
+    files, new, dup, rejected, conflicts = (int(g.replace(".", "")) for g in line.groups())
+    _require((files, new, dup, rejected, conflicts) == (good + bad, good, bad - distinct_bad, distinct_bad, 0),
+             f"collect said {line.group(0)!r}; expected {good + bad} files: {good} new, {bad - distinct_bad} "
+             f"duplicates, {distinct_bad} rejected, 0 conflicts")
     conn = sqlite3.connect(ws.ledger_path)
     try:
         outcomes = dict(conn.execute("SELECT outcome, count(*) FROM deliveries GROUP BY outcome").fetchall())
@@ -309,8 +318,6 @@ def reconcile_collect(ws: Workspace, n: int, good: int, bad: int, distinct_bad: 
         conn.close()
     archived = sum(1 for p in ws.archive_dir.rglob("*") if p.is_file())
     expected = {"accepted": good, "rejected": distinct_bad}
-    if bad > distinct_bad:
-        expected["duplicate"] = bad - distinct_bad
     _require(outcomes == expected, f"deliveries {outcomes}, expected {expected}")
     _require(submissions == n and units == n and current == n, f"{submissions} submissions / {units} units / "
              f"{current} current for {n} units")
