@@ -233,6 +233,10 @@ def status(workspace: Path, as_json: bool) -> None:
         click.echo("Cần đôn đốc:")
         for s in chase:
             click.echo(f"  {s.unit.code:<10} {s.unit.name} — {s.state_vi} — {s.unit.email or '(chưa có địa chỉ thư)'}")
+            if s.conflict_ids:
+                numbers = " hoặc ".join(str(i) for i in s.conflict_ids)
+                click.echo(f"{'':13}chọn một bản (số {numbers}): danvan resolve -w {workspace} {s.unit.code} "
+                           f"{s.conflict_ids[-1]}")
 
 
 def _status_table(statuses: list[Any]) -> str:

@@ -365,15 +365,14 @@ def _accept(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3
 
 def _conflict(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3.Connection,
               fresh: list[tuple[_Pending, ReadResult, str]], prev: dict[str, Any] | None) -> list[tuple[int, FileOutcome]]:
-    names = "; ".join(f"{p.item.name} ({p.item.origin.describe()})" for p, _r, _c in fresh)
+    stored = [(entry, *_store(ws, form, unit, ledger, conn, entry, "conflict", None, prev)) for entry in fresh]
+    ids = [sid for _e, sid, _f in stored]
+    names = "; ".join(f"bản số {sid}: {e[0].item.name} ({e[0].item.origin.describe()})" for e, sid, _f in stored)
+    message = (f"{len(fresh)} tệp khác nhau cùng của {unit.name} trong một lần thu nhận — {names}. "
+               f"Giữ cả hai, chưa dùng bản nào; chọn một bằng: danvan resolve {unit.code} <số bản> "
+               f"(ví dụ: danvan resolve {unit.code} {ids[-1]})")
     out = []
-    ids = []
-    for entry in fresh:
-        p, parsed, _chash = entry
-        sid, findings = _store(ws, form, unit, ledger, conn, entry, "conflict", None, prev)
-        ids.append(sid)
-        message = (f"{len(fresh)} tệp khác nhau cùng của {unit.name} trong một lần thu nhận: {names}. "
-                   f"Giữ cả hai, chưa dùng bản nào; chọn bằng: danvan resolve {unit.code} <số bản nộp>")
+    for (p, parsed, _chash), sid, findings in stored:
         ledger.add_delivery(conn, _delivery(p.item, p.digest, "conflict", message, "conflict", unit.code, sid, parsed.notes))
         out.append((p.seq, _final(p, "conflict", message, unit, sid, "conflict", findings, parsed.notes)))
     ledger.event(conn, "conflict", unit.code, "", submissions=ids)

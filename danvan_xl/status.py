@@ -28,6 +28,7 @@ class UnitStatus:
     errors: int = 0
     warnings: int = 0  # open warnings (not justified)
     source: str = ""
+    conflict_ids: tuple[int, ...] = ()  # the submissions to choose from with ``danvan resolve``
 
     @property
     def received(self) -> bool:
@@ -47,6 +48,7 @@ class UnitStatus:
             "received_at": self.received_at.isoformat(timespec="seconds") if self.received_at else None,
             "version": self.version, "submission_id": self.submission_id, "on_time": self.on_time,
             "errors": self.errors, "warnings": self.warnings, "email": self.unit.email, "source": self.source,
+            "conflict_ids": list(self.conflict_ids),
         }
 
 
@@ -60,7 +62,8 @@ def compute_status(ledger: Any, form: Any, register: Any, year: int, deadline: d
         if unit.code in conflicts:
             newest = conflicts[unit.code][-1]
             out.append(UnitStatus(unit, "conflict", dt.datetime.fromisoformat(newest["received_at"]), versions,
-                                  int(row["id"]) if row else None, None, source=newest["source"]))
+                                  int(row["id"]) if row else None, None, source=newest["source"],
+                                  conflict_ids=tuple(int(r["id"]) for r in conflicts[unit.code])))
             continue
         if row is None:
             out.append(UnitStatus(unit, "missing", version=versions))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import SEED_MODELS, SEED_VALUES, fill_template
 
 from danvan_xl.cli import main
 
@@ -146,3 +148,29 @@ def test_installed_command_works_from_any_folder(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "ws" / "templates" / "2020_TN-VP_nam-dan-van-chinh-quyen.xlsx").exists()
+
+
+def test_a_conflict_is_shown_with_the_numbers_to_choose_from_and_resolved(tmp_path):
+    ws = tmp_path / "ws"
+    run("init", str(ws))
+    run("generate", "-w", str(ws), "--unit", "TN-VP")
+    template = ws / "templates" / "2020_TN-VP_nam-dan-van-chinh-quyen.xlsx"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    fill_template(template, inbox / "a.xlsx", SEED_VALUES, {"dvk_mo_hinh": SEED_MODELS})
+    fill_template(template, inbox / "b.xlsx", dict(SEED_VALUES, tcd_thuong_xuyen_luot=171), {"dvk_mo_hinh": SEED_MODELS})
+    result = run("collect", "-w", str(ws), str(inbox))
+    assert result.exit_code == 1 and "2 xung đột" in result.output
+    status = run("status", "-w", str(ws))
+    assert "Có hai tệp khác nhau, chờ xử lý" in status.output
+    hint = next(line for line in status.output.splitlines() if "danvan resolve" in line)
+    first, second = (int(n) for n in hint.split("(số ")[1].split(")")[0].split(" hoặc "))
+    assert hint.endswith(f"danvan resolve -w {ws} TN-VP {second}")
+    assert f"bản số {first}: a.xlsx" in result.output and f"bản số {second}: b.xlsx" in result.output
+    wrong = run("resolve", "-w", str(ws), "TN-VP", "999")
+    assert wrong.exit_code == 2 and f"Các bản xung đột: {first} (" in wrong.output
+    done = run("resolve", "-w", str(ws), "TN-VP", str(first))
+    assert done.exit_code == 0 and f"Đã chọn bản nộp số {first}" in done.output
+    status = run("status", "-w", str(ws), "--json")
+    row = json.loads(status.output)["units"][0]
+    assert (row["unit"], row["state"], row["submission_id"], row["conflict_ids"]) == ("TN-VP", "accepted", first, [])

@@ -139,7 +139,10 @@ def test_two_different_files_for_one_unit_in_one_run_are_a_conflict(ws, tmp_path
     assert current(ws, "TN-VP")[0] is None
     from danvan_xl.collect import resolve_conflict
 
-    sid = result.outcomes[0].submission_id
+    sid, other = (o.submission_id for o in result.outcomes)
+    message = result.outcomes[0].message  # the clerk is told which number is which file
+    assert f"bản số {sid}: a.xlsx" in message and f"bản số {other}: b.xlsx" in message
+    assert f"danvan resolve TN-VP <số bản> (ví dụ: danvan resolve TN-VP {other})" in message
     resolve_conflict(ws, "TN-VP", sid)
     assert current(ws, "TN-VP")[0].id == sid
 
