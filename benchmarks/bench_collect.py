@@ -46,7 +46,6 @@ def make_workspace(root: Path, n: int) -> tuple[object, Path]:
         for u in units:
             w.writerow([u.code, u.name, u.kind, u.order, u.head_title, u.authority, u.email])
     ws = init_workspace(root / "ws", units=register, issue_date=dt.date(2020, 11, 2))
-    ws.config_path.write_text(ws.config_path.read_text() + "\n[limits]\n", encoding="utf-8")
     ws = load_workspace(ws.root)
     form = ws.load_form()
     values, tables = sample_values(form, units[0], 2020)

@@ -323,6 +323,7 @@ imap_user = ""
 imap_folder = "INBOX"
 
 # Giới hạn an toàn với tệp nhận về (mặc định như dưới đây). Bỏ dấu # ở dòng cần đổi.
+# (Bảng [limits] nằm cuối tệp: thêm dòng mới ở đây cũng được.)
 [limits]
 {_render_limits()}
 """

@@ -170,7 +170,7 @@ def test_injection_control_characters_and_oversized_text(ws, base, tmp_path):
 def test_the_workspace_string_limit_caps_every_text_field(ws, base):
     """``[limits] max_string`` lowers the cap of every text below the field's own limit (8,000 here)."""
     cfg = ws.config_path
-    cfg.write_text(cfg.read_text() + "\n[limits]\nmax_string = 500\n")
+    cfg.write_text(cfg.read_text() + "\nmax_string = 500\n")
     ws = load_workspace(ws.root)
     form, unit = ws.load_form(), ws.load_register().get("TN-VP")
     values = dict(SEED_VALUES, nd_2_3_tuyen_truyen="Tuyên truyền " * 100)
@@ -222,7 +222,7 @@ def test_a_crashing_parser_costs_one_file_not_the_run(ws, base, tmp_path):
     """Process isolation: with the extent pre-check loosened, the huge-extent file makes python-calamine
     abort inside its worker; that file is rejected and the good file in the same run is accepted."""
     cfg = ws.config_path
-    cfg.write_text(cfg.read_text() + "\n[limits]\nmax_rows = 2000000\nmax_cols = 20000\nmemory_mb = 600\n")
+    cfg.write_text(cfg.read_text() + "\nmax_rows = 2000000\nmax_cols = 20000\nmemory_mb = 600\n")
     ws = load_workspace(ws.root)
     inbox = tmp_path / "in2"
     inbox.mkdir()
@@ -257,7 +257,7 @@ def test_jobs_queued_behind_a_crash_are_read_by_a_fresh_worker(ws, base, tmp_pat
 
 def test_a_parser_that_takes_too_long_is_stopped(ws, base, tmp_path):
     cfg = ws.config_path
-    cfg.write_text(cfg.read_text() + "\n[limits]\ntimeout_seconds = 0.3\nmax_rows = 2000000\n")
+    cfg.write_text(cfg.read_text() + "\ntimeout_seconds = 0.3\nmax_rows = 2000000\n")
     ws = load_workspace(ws.root)
     result, _ = collect_one(ws, "cham.xlsx", hostile.million_rows(base[1]))
     assert result.outcomes[0].code == "timeout" and "giây" in result.outcomes[0].message
