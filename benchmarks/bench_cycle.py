@@ -9,7 +9,7 @@ the rest communes), then runs every stage the way a user does, as a separate ``d
     compile    the district summary workbook    floor: xlsxwriter writing the same cells (constant_memory)
     narrative  N unit reports, then the district's  floor: zipfile writing the same .docx parts N + 1 times
 
-and prints per-stage seconds, items/s, the peak memory of the stage's processes together,
+and prints per-stage seconds, items/s, the peak memory (PSS) of the stage's processes together,
 the ratio to the floor, and, when two sizes ran, how each stage grew (time(N2)/time(N1) divided by
 N2/N1: 1.0 is linear). Every count is reconciled exactly: files in = accepted + rejected +
 duplicates; one submission per unit; one delivery per file; one archived copy per distinct file;
@@ -147,34 +147,46 @@ def make_returns(ws: Workspace, units: list[Unit], inbox: Path) -> tuple[int, in
 def run_stage(args: list[str], log: Path) -> tuple[float, float, int]:
     """Run ``danvan ARGS`` as a user would; (seconds, peak MB, exit code).
 
-    The peak is the largest sum of resident memory over the stage's processes (the command and its
-    reader workers), sampled from /proc every 20 ms; ``ru_maxrss`` cannot be used because Linux
-    carries a parent's peak over into its children."""
+    The peak is the largest sum of proportional set sizes (PSS, /proc/<pid>/smaps_rollup) over the
+    stage's processes (the command and its forked workers), sampled every 50 ms. PSS divides each
+    shared page among the processes that map it, so pages a forked worker shares copy-on-write with
+    its parent are counted once, not once per process as a sum of RSS would; ``ru_maxrss`` cannot
+    be used either (Linux carries a parent's peak over into its children)."""
     with open(log, "wb") as out:
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "danvan_xl", *args], stdout=out, stderr=subprocess.STDOUT)
         peak = 0.0
         while proc.poll() is None:
-            peak = max(peak, _tree_rss_mb(proc.pid))
-            time.sleep(0.02)
+            peak = max(peak, _tree_memory_mb(proc.pid))
+            time.sleep(0.05)
         seconds = time.perf_counter() - start
     return seconds, peak, proc.returncode
 
 
-def _tree_rss_mb(root: int) -> float:
+def _tree_memory_mb(root: int) -> float:
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            total += _pss_kb(pid)
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
         todo.extend(int(c) for c in children)
     return total / 1024
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        key = "Pss:"
+    except OSError:  # kernels before 4.14: fall back to RSS
+        rollup = Path(f"/proc/{pid}/status").read_text()
+        key = "VmRSS:"
+    for line in rollup.splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
 
 
 # ------------------------------------------------------------------ floors

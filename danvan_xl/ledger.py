@@ -388,6 +388,14 @@ class Ledger:
         return self.conn.execute("SELECT * FROM checks WHERE submission_id = ? ORDER BY id DESC LIMIT 1",
                                  (submission_id,)).fetchone()
 
+    def current_index(self, form_id: str, year: int) -> dict[str, tuple[int, int]]:
+        """Unit code → (current submission id, its errors at the latest check), without the data."""
+        rows = self.conn.execute(
+            "SELECT c.unit_code, c.submission_id, (SELECT k.errors FROM checks k WHERE k.submission_id = "
+            "c.submission_id ORDER BY k.id DESC LIMIT 1) FROM current c WHERE c.form_id = ? AND c.year = ?",
+            (form_id, year)).fetchall()
+        return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
+
     def current_submissions(self, form_id: str, year: int) -> list[Submission]:
         rows = self.conn.execute(
             "SELECT s.* FROM current c JOIN submissions s ON s.id = c.submission_id "

@@ -23,7 +23,6 @@ from .fsio import fsync_file, prepare_dir, sync_dir, write_atomic
 from .ledger import Ledger, WorkspaceLock
 from .narrative import DistrictInput, NarrativeOptions, district_report, unit_report, write_markdown
 from .status import compute_status
-from .submission import SubmissionData
 from .units import Unit
 from .workspace import Workspace
 
@@ -55,7 +54,7 @@ class NarrativeResult:
 @dataclass(frozen=True)
 class _UnitJob:
     unit: Unit
-    data: SubmissionData
+    submission_id: int  # read from the ledger by the process that writes the report
     prev: dict[str, Any] | None
     note: str
 
@@ -69,6 +68,7 @@ class _Setting:
     options: NarrativeOptions
     collector: str
     out: Path
+    ledger_path: Path
     jobs: tuple[_UnitJob, ...]
 
 
@@ -88,36 +88,43 @@ def write_narratives(
     result = NarrativeResult(out)
     options = options or NarrativeOptions()
     with WorkspaceLock(ws.lock_path, "danvan narrative"), Ledger.open_readonly(ws.ledger_path) as ledger:
-        current = {s.unit_code: s for s in ledger.current_submissions(form.id, ws.year)}
+        index = ledger.current_index(form.id, ws.year)  # ids and error counts only: the data stays in the ledger
         prev = ledger.current_values(form.id, ws.year - 1)
-        statuses = compute_status(ledger, form, register, ws.year, ws.deadline)
     unit_reports = bool(units) or not district
     jobs: list[_UnitJob] = []
     for unit in selected if unit_reports else []:
-        sub = current.get(unit.code)
-        if sub is None:
+        if unit.code not in index:
             result.skipped.append((unit.code, "chưa có bản nộp được nhận"))
             continue
+        sid, errors = index[unit.code]
         note = ""
-        if sub.errors:
+        if errors:
             if not units:
-                result.skipped.append((unit.code, f"số liệu còn {sub.errors} lỗi; sửa xong mới viết báo cáo"))
+                result.skipped.append((unit.code, f"số liệu còn {errors} lỗi; sửa xong mới viết báo cáo"))
                 continue
-            note = f"số liệu còn {sub.errors} lỗi — báo cáo chỉ để xem, chưa dùng để ký"
-        jobs.append(_UnitJob(unit, sub.data, prev.get(unit.code), note))
-    setting = _Setting(form, ws.year, options, ws.office.name, out, tuple(jobs))
+            note = f"số liệu còn {errors} lỗi — báo cáo chỉ để xem, chưa dùng để ký"
+        jobs.append(_UnitJob(unit, sid, prev.get(unit.code), note))
+    setting = _Setting(form, ws.year, options, ws.office.name, out, ws.ledger_path, tuple(jobs))
     result.written += _write_units(setting, workers or os.cpu_count() or 1)
     if jobs:
         sync_dir(out)  # the renames of the unit reports (each file was synced by the process that wrote it)
     if district:
-        accepted = [s for s in current.values() if not s.errors]
-        missing = [st.unit for st in statuses if st.state == "missing"]
-        with_errors = [st.unit for st in statuses if st.state in ("with_errors", "conflict")]
-        inp = DistrictInput(ws.office, register, ws.year, accepted, missing, with_errors,
-                            prev_totals=_totals(form, prev) if prev else None)
-        report = district_report(form, inp, options=options)
-        result.written.append(_write(out, report, "", ws.office.name))
+        result.written.append(_write_district(ws, form, register, prev, options, out))
     return result
+
+
+def _write_district(ws: Workspace, form: Form, register: Any, prev: dict[str, Any], options: NarrativeOptions,
+                    out: Path) -> Written:
+    """The collecting office's report: every accepted submission is needed for its totals and lists."""
+    with WorkspaceLock(ws.lock_path, "danvan narrative"), Ledger.open_readonly(ws.ledger_path) as ledger:
+        current = ledger.current_submissions(form.id, ws.year)
+        statuses = compute_status(ledger, form, register, ws.year, ws.deadline)
+    accepted = [s for s in current if not s.errors]
+    missing = [st.unit for st in statuses if st.state == "missing"]
+    with_errors = [st.unit for st in statuses if st.state in ("with_errors", "conflict")]
+    inp = DistrictInput(ws.office, register, ws.year, accepted, missing, with_errors,
+                        prev_totals=_totals(form, prev) if prev else None)
+    return _write(out, district_report(form, inp, options=options), "", ws.office.name)
 
 
 def _write_units(setting: _Setting, workers: int) -> list[Written]:
@@ -155,10 +162,12 @@ def _write_range(setting: _Setting, start: int, stop: int) -> list[Written]:
     """Jobs ``start:stop``: written atomically, then each file fsynced once (reports can be made
     again from the ledger, so, as templates, they skip the two syncs per file on the way)."""
     written = []
-    for job in setting.jobs[start:stop]:
-        report = unit_report(setting.form, job.unit, job.data, year=setting.year, prev=job.prev,
-                             options=setting.options, collector=setting.collector)
-        written.append(_write(setting.out, report, job.unit.code, job.unit.name, job.note, durable=False))
+    with Ledger.open_readonly(setting.ledger_path) as ledger:
+        for job in setting.jobs[start:stop]:
+            data = ledger.submission(job.submission_id).data
+            report = unit_report(setting.form, job.unit, data, year=setting.year, prev=job.prev,
+                                 options=setting.options, collector=setting.collector)
+            written.append(_write(setting.out, report, job.unit.code, job.unit.name, job.note, durable=False))
     for w in written:
         fsync_file(w.docx)
         fsync_file(w.markdown)
