@@ -8,16 +8,16 @@ sheet in front. The unit corrects it and sends it back; it collects as a new ver
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .findings import Finding
+from .forkpool import map_ranges
 from .form import Form
 from .layout import Cell, build_layout
 from .submission import Submission
@@ -148,31 +148,9 @@ def write_feedbacks(setting: FeedbackSetting, workers: int | None = None) -> lis
     Each worker reads the submissions from the ledger itself (read-only) and builds whole
     workbooks, so nothing large crosses a pipe; files are written atomically and fsynced once."""
     workers = workers or os.cpu_count() or 1
-    jobs = setting.jobs
-    if workers < 2 or len(jobs) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
-        return _write_range(setting, 0, len(jobs))
-    step = max(1, min(50, len(jobs) // (workers * 8) or 1))
-    starts = range(0, len(jobs), step)
-    _SHARED["setting"] = setting
-    paths: list[Path] = []
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            try:
-                for chunk in pool.map(_worker, starts, [min(i + step, len(jobs)) for i in starts]):
-                    paths += chunk
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # a full disk: stop rather than finish the rest
-                raise
-    finally:
-        _SHARED.clear()
-    return paths
-
-
-_SHARED: dict[str, FeedbackSetting] = {}  # set by the parent just before forking
-
-
-def _worker(start: int, stop: int) -> list[Path]:
-    return _write_range(_SHARED["setting"], start, stop)
+    if len(setting.jobs) < PARALLEL_THRESHOLD:
+        workers = 1
+    return map_ranges(functools.partial(_write_range, setting), 0, len(setting.jobs), workers)
 
 
 def _write_range(setting: FeedbackSetting, start: int, stop: int) -> list[Path]:

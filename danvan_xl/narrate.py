@@ -8,16 +8,16 @@ has them. Many unit reports (:data:`PARALLEL_THRESHOLD` or more) are written by 
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .docx_parts import skeleton
 from .docx_writer import write_docx
+from .forkpool import can_fork, map_ranges
 from .form import Form
 from .fsio import fsync_file, prepare_dir, sync_dir, write_atomic
 from .ledger import Ledger, WorkspaceLock
@@ -129,33 +129,13 @@ def _write_district(ws: Workspace, form: Form, register: Any, prev: dict[str, An
 
 def _write_units(setting: _Setting, workers: int) -> list[Written]:
     """The unit reports in job order: here, or the first here (it compiles the wording templates and
-    the .docx parts, which forked workers then inherit) and the rest in chunks across the workers."""
+    the .docx parts, which forked workers then inherit) and the rest spread over the workers."""
     jobs = setting.jobs
-    if workers < 2 or len(jobs) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
+    if workers < 2 or len(jobs) < PARALLEL_THRESHOLD or not can_fork():
         return _write_range(setting, 0, len(jobs))
     skeleton()
     written = _write_range(setting, 0, 1)
-    step = max(1, min(50, (len(jobs) - 1) // (workers * 8) or 1))
-    starts = range(1, len(jobs), step)
-    _SHARED["setting"] = setting
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            try:
-                for chunk in pool.map(_worker, starts, [min(i + step, len(jobs)) for i in starts]):
-                    written += chunk
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # a full disk or a template error: stop, do not finish the rest
-                raise
-    finally:
-        _SHARED.clear()
-    return written
-
-
-_SHARED: dict[str, _Setting] = {}  # set by the parent just before forking
-
-
-def _worker(start: int, stop: int) -> list[Written]:
-    return _write_range(_SHARED["setting"], start, stop)
+    return written + map_ranges(functools.partial(_write_range, setting), 1, len(jobs), workers)
 
 
 def _write_range(setting: _Setting, start: int, stop: int) -> list[Written]:

@@ -24,7 +24,7 @@ from docx.oxml.ns import qn
 from helpers import SEED_MODELS, SEED_VALUES, soffice_convert
 from lxml import etree
 
-from danvan_xl import narrate
+from danvan_xl import forkpool
 from danvan_xl.docx_writer import build_docx, write_docx
 from danvan_xl.expr import NA
 from danvan_xl.ledger import Ledger
@@ -571,12 +571,12 @@ def test_many_unit_reports_are_shared_between_processes(form, tmp_path, monkeypa
     ws = _bulk_workspace(tmp_path, form, PARALLEL_THRESHOLD + 5)
     pools: list[int] = []
 
-    class Pool(narrate.ProcessPoolExecutor):
+    class Pool(forkpool.ProcessPoolExecutor):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             pools.append(args[0])
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(narrate, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(forkpool, "ProcessPoolExecutor", Pool)
     one = write_narratives(ws, out_dir=tmp_path / "one", workers=1)
     assert not pools
     two = write_narratives(ws, out_dir=tmp_path / "two", workers=2)
