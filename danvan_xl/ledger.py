@@ -108,11 +108,14 @@ def _encode_value(v: Value) -> list[Any]:
     return [v.state.value, value, v.raw, v.sheet, v.cell]
 
 
+_STATES = {s.value: s for s in ValueState}  # a dict lookup is much cheaper than ValueState(text)
+
+
 def _decode_value(field: str, item: list[Any]) -> Value:
     state, value, raw, sheet, cell = item
-    if isinstance(value, dict) and "date" in value:
+    if type(value) is dict and "date" in value:
         value = dt.date.fromisoformat(value["date"])
-    return Value(field, ValueState(state), value, raw, sheet, cell)
+    return Value(field, _STATES[state], value, raw, sheet, cell)
 
 
 def encode_data(data: SubmissionData) -> str:
