@@ -648,7 +648,9 @@ def to_excel(node: Node, refs: CellRefs) -> str:
         if f == "prev":
             return f"N({refs.prev(args[0].name)})"  # type: ignore[union-attr]
         if f == "rows":
-            return f"COUNTA({refs.table_keys(args[0].name)})"  # type: ignore[union-attr]
+            # Not COUNTA: LibreOffice 7.4 counts an empty cell of such a range as filled when the row
+            # holds data further left (found by the fuzz test; tests/test_rules_excel.py keeps the case).
+            return f"SUMPRODUCT(--({refs.table_keys(args[0].name)}<>\"\"))"  # type: ignore[union-attr]
         parts = [to_excel(a, refs) for a in args]
         if f == "sum":  # explicit additions: SUM() uses compensated summation in LibreOffice
             return "(" + "+".join(parts) + ")"

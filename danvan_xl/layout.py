@@ -86,7 +86,7 @@ class TablePos:
 
     @property
     def key_range(self) -> str:
-        """Absolute range of the key (first) column, for COUNTA."""
+        """Absolute range of the key (first) column, for rows() in live checks."""
         top = Cell(self.sheet, self.first_row, self.first_col)
         bottom = Cell(self.sheet, self.first_row + self.field.rows - 1, self.first_col)
         return f"{self.sheet}!{top.abs_a1}:{bottom.abs_a1}"

@@ -62,7 +62,7 @@ class SubmissionData:
     def env(self, prev: dict[str, Any] | None = None, constants: dict[str, float] | None = None) -> Env:
         """The rule-evaluation environment (dates as Excel serials, like the template formulas).
 
-        ``rows(table)`` counts rows whose first (key) column is filled, like COUNTA in the template."""
+        ``rows(table)`` counts rows whose first (key) column is filled, like the template's SUMPRODUCT(--(keys<>""))."""
         values = {k: _env_value(v.plain) for k, v in self.values.items()}
         rows = {t: sum(1 for r in rs if r and next(iter(r.values())).state != ValueState.BLANK)
                 for t, rs in self.tables.items()}

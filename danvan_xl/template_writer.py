@@ -133,7 +133,7 @@ class _Worksheet(Worksheet):
     """A worksheet that skips xlsxwriter's future-function expansion.
 
     Every formula this module writes is compiled from the rule language (IF, AND, OR, NOT, N, TRIM,
-    IFERROR, MIN, MAX, ABS, COUNTA) or is one of a few fixed totals (SUM, COUNT, COUNTIFS): none of
+    IFERROR, MIN, MAX, ABS, SUMPRODUCT) or is one of a few fixed totals (SUM, COUNT, COUNTIFS): none of
     them needs an ``_xlfn.`` prefix, and xlsxwriter's ~30 regex substitutions per formula were most
     of the time spent building a template.
     """

@@ -140,3 +140,22 @@ def test_python_and_libreoffice_agree(soffice, tmp_path_factory, rule_list, rows
                 mismatches.append((rule.left.text, rule.op.value, rule.right.text, rule.left.strategy.value,
                                    rule.right.strategy.value, row, py.outcome.value, lo_violation, lo_status))
     assert mismatches == [], mismatches[:3]
+
+
+def test_rows_of_a_table_whose_key_cells_are_empty_is_zero(soffice, tmp_path):
+    """Regression (found by the test above with 15 examples, then minimised to this workbook): with a
+    number in A1 and nothing in K1:M1, LibreOffice 7.4 recalculates COUNTA(V!$K$1:$M$1) as 1, so
+    ``rows(models)`` was 1 in the workbook while Python said 0. rows() now compiles to SUMPRODUCT."""
+    refs = expr.CellRefs(value=lambda _f: "V!$A$1", prev=lambda _f: "V!$B$1", table_keys=lambda _t: "V!$K$1:$M$1",
+                         types={f: expr.NUM for f in FIELDS}, constants=CONSTANTS)
+    formula = "=" + expr.to_excel(expr.parse("rows(models)"), refs)
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+    wb.add_worksheet("V").write_number(0, 0, 5)
+    wb.add_worksheet("R").write_formula(0, 0, formula)
+    wb.close()
+    src = tmp_path / "rows.xlsx"
+    src.write_bytes(buf.getvalue())
+    results = openpyxl.load_workbook(soffice_convert(soffice, src, "xlsx", tmp_path / "lo")[0], data_only=True)["R"]
+    assert expr.evaluate(expr.parse("rows(models)"), Env({"a": 5}, {}, {"models": 0}, CONSTANTS)) == 0
+    assert results.cell(1, 1).value == 0, formula
