@@ -27,7 +27,7 @@ from danvan_xl.template_writer import Prefill, build_template
 from danvan_xl.workbook_reader import ReadResult
 from danvan_xl.workspace import Limits, init_workspace
 
-BUDGET = int(os.environ.get("DANVAN_FUZZ_EXAMPLES", "3"))
+BUDGET = int(os.environ.get("DANVAN_FUZZ_EXAMPLES", "10"))
 REGRESSIONS = Path(__file__).parent / "regressions"
 
 

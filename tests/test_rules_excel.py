@@ -26,7 +26,7 @@ from danvan_xl.rules import Operator, Rule, Side, Strategy
 from danvan_xl.vocabulary import NA_TEXT, Severity
 
 pytestmark = pytest.mark.libreoffice
-EXAMPLES = int(os.environ.get("DANVAN_FUZZ_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("DANVAN_FUZZ_EXAMPLES", "10"))
 FIELDS = ["a", "b", "c", "d"]
 SYMBOLS = {**{f: Symbol(expr.NUM) for f in FIELDS}, "models": Symbol(expr.TABLE), "k": Symbol(expr.NUM, 0.5)}
 CONSTANTS = {"k": 0.5}
