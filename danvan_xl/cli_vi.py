@@ -37,11 +37,11 @@ _VI = {
     "Error: invalid input": "Lỗi: giá trị nhập không hợp lệ",
     "{value!r} is not a valid {number_type}.": "{value!r} không phải {number_type} hợp lệ.",
     "{value} is not in the range {range}.": "{value} nằm ngoài khoảng {range}.",
-    "{name} {filename!r} does not exist.": "{name} {filename!r} không tồn tại.",
-    "{name} {filename!r} is a directory.": "{name} {filename!r} là một thư mục.",
-    "{name} {filename!r} is a file.": "{name} {filename!r} là một tệp.",
-    "{name} {filename!r} is not readable.": "{name} {filename!r} không đọc được.",
-    "{name} {filename!r} is not writable.": "{name} {filename!r} không ghi được.",
+    "{name} {filename!r} does not exist.": "Không có {filename!r} (không tìm thấy tệp hay thư mục này).",
+    "{name} {filename!r} is a directory.": "{filename!r} là một thư mục, cần một tệp.",
+    "{name} {filename!r} is a file.": "{filename!r} là một tệp, cần một thư mục.",
+    "{name} {filename!r} is not readable.": "Không đọc được {filename!r} (không có quyền đọc).",
+    "{name} {filename!r} is not writable.": "Không ghi được vào {filename!r} (không có quyền ghi).",
     "Could not open file {filename!r}: {message}": "Không mở được tệp {filename!r}: {message}",
     "file": "tệp",
     "directory": "thư mục",
@@ -75,8 +75,18 @@ def ngettext_vi(singular: str, plural: str, n: int) -> str:
     return _VI_PLURAL.get(chosen, chosen)
 
 
+# Names click puts into messages without translating them ("'abc' is not a valid integer.").
+_TYPE_NAMES = {"IntParamType": "số nguyên", "FloatParamType": "số thực", "IntRange": "số nguyên",
+               "FloatRange": "số thực"}
+
+
 def install() -> None:
     """Point click's message lookups at the Vietnamese table."""
+    import click.types
+
+    for cls, name in _TYPE_NAMES.items():
+        if hasattr(click.types, cls):
+            getattr(click.types, cls).name = name
     for name in ("core", "decorators", "exceptions", "formatting", "parser", "termui", "types", "utils"):
         try:
             module = importlib.import_module(f"click.{name}")
