@@ -34,7 +34,21 @@ class CliError(click.ClickException):
         self.exit_code = exit_code
 
 
+OPTIONS_METAVAR = "[TÙY CHỌN]"
+
+
 class DanvanGroup(click.Group):
+    """Vietnamese usage lines for the group and its commands; library errors as one Vietnamese line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("options_metavar", OPTIONS_METAVAR)
+        kwargs.setdefault("subcommand_metavar", "LỆNH [ĐỐI SỐ]...")
+        super().__init__(*args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("options_metavar", OPTIONS_METAVAR)
+        return super().command(*args, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug")) or os.environ.get("DANVAN_DEBUG") == "1"
         try:
@@ -102,7 +116,7 @@ def main(debug: bool) -> None:
 
 
 @main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", metavar="THƯ_MỤC", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--form", "form_ref", default=DEFAULT_FORM, show_default=True,
               help="Mã biểu mẫu có sẵn hoặc đường dẫn tới thư mục biểu mẫu.")
 @click.option("--year", type=click.IntRange(2000, 2100), default=DEFAULT_YEAR, show_default=True,
@@ -166,7 +180,8 @@ def generate(workspace: Path, units: tuple[str, ...], out_dir: Path | None, as_j
 
 @main.command()
 @workspace_option
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", metavar="TỆP_HOẶC_THƯ_MỤC...", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
 @json_option
 def collect(workspace: Path, paths: tuple[Path, ...], as_json: bool) -> None:
     """Thu nhận biểu mẫu đã điền: tệp, thư mục, tệp nén .zip, thư .eml, hộp thư .mbox/Maildir.
@@ -319,8 +334,8 @@ def check(workspace: Path, annotate: bool, as_json: bool) -> None:
 
 @main.command()
 @workspace_option
-@click.argument("unit")
-@click.argument("submission_id", type=int)
+@click.argument("unit", metavar="MÃ_ĐƠN_VỊ")
+@click.argument("submission_id", metavar="SỐ_BẢN_NỘP", type=int)
 def resolve(workspace: Path, unit: str, submission_id: int) -> None:
     """Chọn một bản nộp khi một đơn vị gửi hai tệp khác nhau (xung đột).
 
@@ -548,7 +563,7 @@ def narrative(workspace: Path, units: tuple[str, ...], district: bool, out_dir: 
 
 
 @main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", metavar="THƯ_MỤC", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--send-to-local", is_flag=True,
               help="Gửi và nhận thư thật qua một máy chủ thư chạy tạm trên máy này (127.0.0.1).")
 def demo(directory: Path, send_to_local: bool) -> None:

@@ -106,12 +106,13 @@ def test_limits_are_listed_in_the_config_and_checked(tmp_path):
 def test_usage_errors_are_vietnamese(tmp_path):
     result = run("generate", "--khong-co")
     assert result.exit_code == 2
-    assert "Không có tùy chọn '--khong-co'" in result.output and "Cách dùng:" in result.output
+    assert "Không có tùy chọn '--khong-co'" in result.output and "generate [TÙY CHỌN]" in result.output
+    assert "OPTIONS" not in result.output
     missing = run("collect", "-w", str(tmp_path), str(tmp_path / "khong-co.xlsx"))
     assert missing.exit_code == 2 and "khong-co.xlsx' (không tìm thấy tệp hay thư mục này)" in missing.output
     assert "Dẫn" not in missing.output  # click title-cases the kind of path; the message does without it
     number = run("resolve", "-w", str(tmp_path), "TN-VP", "abc")
-    assert number.exit_code == 2 and "'abc' không phải số nguyên hợp lệ" in number.output
+    assert number.exit_code == 2 and "'SỐ_BẢN_NỘP': 'abc' không phải số nguyên hợp lệ" in number.output
     assert "integer" not in number.output
 
 
