@@ -88,8 +88,8 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    return write_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: str | Path, text: str, *, durable: bool = True) -> Path:
+    return write_atomic(path, text.encode("utf-8"), durable=durable)
 
 
 def fsync_file(path: Path) -> None:

@@ -19,7 +19,7 @@ from .docx_parts import skeleton
 from .docx_writer import write_docx
 from .forkpool import can_fork, map_ranges
 from .form import Form
-from .fsio import fsync_file, prepare_dir, sync_dir, write_atomic
+from .fsio import fsync_file, prepare_dir, sync_dir
 from .ledger import Ledger, WorkspaceLock
 from .narrative import DistrictInput, NarrativeOptions, district_report, unit_report, write_markdown
 from .status import compute_status
@@ -156,9 +156,7 @@ def _write_range(setting: _Setting, start: int, stop: int) -> list[Written]:
 
 def _write(out: Path, report: Any, code: str, name: str, note: str = "", *, durable: bool = True) -> Written:
     docx = write_docx(report, out / f"{report.file_stem}.docx", durable=durable)
-    md_path = out / f"{report.file_stem}.md"
-    md = write_markdown(report, md_path) if durable else write_atomic(md_path, report.to_markdown().encode("utf-8"),
-                                                                      durable=False)
+    md = write_markdown(report, out / f"{report.file_stem}.md", durable=durable)
     return Written(code, name, docx, md, note)
 
 

@@ -178,9 +178,9 @@ def _merge_items(text: str) -> str:
     return re.sub(r"(?m)^(- .*)\n\n(?=- )", r"\1\n", text)
 
 
-def write_markdown(report: Report, path: Path) -> Path:
-    """Write the Markdown twin of ``report`` atomically (UTF-8)."""
-    return write_text_atomic(path, report.to_markdown())
+def write_markdown(report: Report, path: Path, *, durable: bool = True) -> Path:
+    """Write the Markdown twin of ``report`` atomically (UTF-8); ``durable`` as :func:`fsio.write_atomic`."""
+    return write_text_atomic(path, report.to_markdown(), durable=durable)
 
 
 def unescape_markdown(text: str) -> str:
