@@ -35,10 +35,6 @@ _MAIL = {
     "imap_security", "imap_user", "imap_folder", "pause_seconds", "retries", "max_attachment_mb",
     "timeout_seconds",
 }
-_LIMITS = {
-    "max_file_mb", "max_expanded_mb", "max_member_mb", "max_ratio", "max_members", "max_cells",
-    "max_rows", "max_cols", "max_string", "timeout_seconds", "memory_mb", "workers",
-}
 SECURITY = ("none", "starttls", "ssl")
 
 
@@ -78,22 +74,30 @@ class MailSettings:
     timeout_seconds: float = 30.0
 
 
+def _limit(default: Any, note: str) -> Any:
+    """A limit's default and its Vietnamese description (shown in every new danvan.toml)."""
+    return field(default=default, metadata={"note": note})
+
+
 @dataclass(frozen=True)
 class Limits:
     """Hard limits for untrusted files (reliability.md §1); generous for real workbooks."""
 
-    max_file_mb: float = 25.0
-    max_expanded_mb: float = 300.0
-    max_member_mb: float = 150.0
-    max_ratio: float = 100.0
-    max_members: int = 2000
-    max_cells: int = 2_000_000
-    max_rows: int = 100_000
-    max_cols: int = 500
-    max_string: int = 32_767
-    timeout_seconds: float = 60.0
-    memory_mb: int = 2048
-    workers: int = 0  # 0 = number of CPU cores
+    max_file_mb: float = _limit(25.0, "dung lượng tối đa của một tệp nhận (MB)")
+    max_expanded_mb: float = _limit(300.0, "tổng dung lượng sau giải nén của một tệp (MB)")
+    max_member_mb: float = _limit(150.0, "dung lượng sau giải nén của một thành phần trong tệp (MB)")
+    max_ratio: float = _limit(100.0, "tỉ lệ nén tối đa (chống bom nén)")
+    max_members: int = _limit(2000, "số thành phần tối đa trong tệp nén")
+    max_cells: int = _limit(2_000_000, "số ô tối đa của một trang")
+    max_rows: int = _limit(100_000, "số dòng tối đa của một trang")
+    max_cols: int = _limit(500, "số cột tối đa của một trang")
+    max_string: int = _limit(32_767, "số ký tự tối đa của một ô chữ")
+    timeout_seconds: float = _limit(60.0, "thời gian đọc tối đa của một tệp (giây)")
+    memory_mb: int = _limit(2048, "bộ nhớ tối đa khi đọc một tệp (MB)")
+    workers: int = _limit(0, "số tiến trình đọc tệp (0 = bằng số lõi CPU)")
+
+
+_LIMITS = {f.name for f in fields(Limits)}
 
 
 @dataclass(frozen=True)
@@ -181,11 +185,11 @@ def load_workspace(root: str | Path) -> Workspace:
     for key in ("smtp_security", "imap_security"):
         if key in mail and mail[key] not in SECURITY:
             problems.append(f"mail.{key} = {mail[key]!r}: chỉ dùng none, starttls hoặc ssl")
-    limits = data.get("limits", {})
+    limits, defaults = data.get("limits", {}), Limits()
     for f in fields(Limits):
         if f.name not in limits:
             continue
-        value, whole = limits[f.name], isinstance(getattr(Limits(), f.name), int)
+        value, whole = limits[f.name], isinstance(getattr(defaults, f.name), int)
         ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
         if not ok or value < (0 if f.name == "workers" else 1e-9):
             kind = "số nguyên" if whole else "số"
@@ -329,26 +333,10 @@ imap_folder = "INBOX"
 """
 
 
-_LIMIT_NOTES = {
-    "max_file_mb": "dung lượng tối đa của một tệp nhận (MB)",
-    "max_expanded_mb": "tổng dung lượng sau giải nén của một tệp (MB)",
-    "max_member_mb": "dung lượng sau giải nén của một thành phần trong tệp (MB)",
-    "max_ratio": "tỉ lệ nén tối đa (chống bom nén)",
-    "max_members": "số thành phần tối đa trong tệp nén",
-    "max_cells": "số ô tối đa của một tệp",
-    "max_rows": "số dòng tối đa của một trang",
-    "max_cols": "số cột tối đa của một trang",
-    "max_string": "số ký tự tối đa của một ô chữ",
-    "timeout_seconds": "thời gian đọc tối đa của một tệp (giây)",
-    "memory_mb": "bộ nhớ tối đa khi đọc một tệp (MB)",
-    "workers": "số tiến trình đọc tệp (0 = bằng số lõi CPU)",
-}
-
-
 def _render_limits() -> str:
-    lines = []
+    lines, defaults = [], Limits()
     for f in fields(Limits):
-        value = getattr(Limits(), f.name)
+        value = getattr(defaults, f.name)
         shown = str(value) if isinstance(value, int) else f"{value:g}"
-        lines.append(f"# {f.name} = {shown}".ljust(30) + f"  # {_LIMIT_NOTES[f.name]}")
+        lines.append(f"# {f.name} = {shown}".ljust(30) + f"  # {f.metadata['note']}")
     return "\n".join(lines)
