@@ -206,15 +206,11 @@ def _choice_counts(cx: Context, sh: Sheet, row: int, table: Field, rng: tuple[in
 # ------------------------------------------------------------------ Tình hình nộp
 
 def write_status(cx: Context, sh: Sheet) -> None:
-    st = cx.st
     head = ["TT", "Mã", "Đơn vị", "Khối", "Tình trạng", "Thời điểm nhận", "Hạn nộp", "Số bản đã nhận",
             "Lỗi", "Cảnh báo chưa giải trình", "Tính vào tổng", "Nguồn (bản đang dùng)"]
-    widths = (5, 11, 30, 15, 16, 14, 11, 9, 7, 11, 9, 40)
-    sh.widths(widths)
-    cx.title(sh, f"TÌNH HÌNH NỘP BÁO CÁO NĂM {cx.model.year}",
-             f"Hạn nộp {format_date_short(cx.model.deadline)} — {cx.as_of_line()}", len(head) - 1)
-    for c, h in enumerate(head):
-        sh.text(3, c, h, st.head)
+    cx.table_head(sh, f"TÌNH HÌNH NỘP BÁO CÁO NĂM {cx.model.year}",
+                  f"Hạn nộp {format_date_short(cx.model.deadline)} — {cx.as_of_line()}", head,
+                  (5, 11, 30, 15, 16, 14, 11, 9, 7, 11, 9, 40))
     row = 4
     for i, r in enumerate(cx.model.rows, start=1):
         _status_row(cx, sh, row, i, r)
@@ -260,12 +256,9 @@ def write_findings(cx: Context, sh: Sheet) -> None:
     st = cx.st
     head = ["TT", "Đơn vị", "Mã", "Mức độ", "Xử lý", "Trang", "Ô", "Mã trường", "Quy tắc", "Nội dung",
             "Giải trình của đơn vị", "Tệp"]
-    widths = (5, 24, 11, 9, 12, 9, 6, 18, 16, 50, 34, 20)
-    sh.widths(widths)
-    cx.title(sh, f"LỖI VÀ CẢNH BÁO CỦA CÁC BẢN NỘP ĐANG DÙNG NĂM {cx.model.year}",
-             f"Lỗi, cảnh báo chưa xử lý và cảnh báo đã được đơn vị giải trình — {cx.as_of_line()}", len(head) - 1)
-    for c, h in enumerate(head):
-        sh.text(3, c, h, st.head)
+    cx.table_head(sh, f"LỖI VÀ CẢNH BÁO CỦA CÁC BẢN NỘP ĐANG DÙNG NĂM {cx.model.year}",
+                  f"Lỗi, cảnh báo chưa xử lý và cảnh báo đã được đơn vị giải trình — {cx.as_of_line()}", head,
+                  (5, 24, 11, 9, 12, 9, 6, 18, 16, 50, 34, 20))
     row = 4
     limit = EXCEL_MAX_ROWS - 10
     for i, (r, f) in enumerate(cx.model.findings, start=1):

@@ -445,6 +445,13 @@ class Context:
         sh.merge(0, 0, 0, last_col, title, self.st.title)
         sh.merge(1, 0, 1, last_col, subtitle, self.st.subtitle)
 
+    def table_head(self, sh: Sheet, title: str, subtitle: str, head: Sequence[str], widths: Sequence[float]) -> None:
+        """A list sheet's column widths, its title over the columns and the column headings (row 4)."""
+        sh.widths(widths)
+        self.title(sh, title, subtitle, len(head) - 1)
+        for c, h in enumerate(head):
+            sh.text(3, c, h, self.st.head)
+
     def as_of_line(self) -> str:
         return f"Số liệu tính đến {vn_datetime(self.model.as_of)}"
 

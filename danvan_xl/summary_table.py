@@ -259,15 +259,11 @@ def _page_breaks(cx: Context, first: int) -> list[int]:
 
 def write_comparison(cx: Context, sh: Sheet) -> None:
     m, st = cx.model, cx.st
-    widths = (5, 12, 48, 10, 13, 13, 14, 13, 11)
-    sh.widths(widths)
-    cx.title(sh, f"SO SÁNH VỚI NĂM {m.year - 1}",
-             f"Chỉ so sánh trên cùng các đơn vị được tính vào tổng và có số liệu cả hai năm — {cx.as_of_line()}",
-             len(widths) - 1)
     head = ["TT", "Mục", "Chỉ tiêu", "Đơn vị tính", f"Năm {m.year - 1}", f"Năm {m.year}", "Tăng (+), giảm (−)",
             "Tỷ lệ tăng, giảm", "Số đơn vị so sánh"]
-    for c, h in enumerate(head):
-        sh.text(3, c, h, st.head)
+    cx.table_head(sh, f"SO SÁNH VỚI NĂM {m.year - 1}",
+                  f"Chỉ so sánh trên cùng các đơn vị được tính vào tổng và có số liệu cả hai năm — {cx.as_of_line()}",
+                  head, (5, 12, 48, 10, 13, 13, 14, 13, 11))
     row = 4
     if not m.prev:
         sh.merge(row, 0, row, len(head) - 1,
