@@ -11,8 +11,6 @@ the ratio to the floor, and peak memory of the collecting process and of its wor
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import os
 import resource
 import sys
@@ -22,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import python_calamine
+import synthetic
 
 from danvan_xl.collect import collect
 from danvan_xl.form import load_form
@@ -31,7 +30,6 @@ from danvan_xl.sample_data import sample_values
 from danvan_xl.template_stamp import Stamper
 from danvan_xl.template_writer import Prefill, template_filename
 from danvan_xl.units import Unit
-from danvan_xl.workspace import init_workspace, load_workspace
 
 SHEETS: list[str] = []
 
@@ -39,14 +37,7 @@ SHEETS: list[str] = []
 def make_workspace(root: Path, n: int) -> tuple[object, Path]:
     units = [Unit(f"X{i:05d}", f"Ủy ban nhân dân xã Thử Nghiệm {i}", "xa", i + 1, "Chủ tịch", "TM. ỦY BAN NHÂN DÂN",
                   f"x{i}@x.example") for i in range(n)]
-    register = root / "units.csv"
-    with open(register, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["code", "name", "kind", "order", "head_title", "authority", "email"])
-        for u in units:
-            w.writerow([u.code, u.name, u.kind, u.order, u.head_title, u.authority, u.email])
-    ws = init_workspace(root / "ws", units=register, issue_date=dt.date(2020, 11, 2))
-    ws = load_workspace(ws.root)
+    ws = synthetic.make_workspace(root, units)
     form = ws.load_form()
     values, tables = sample_values(form, units[0], 2020)
     stamper = Stamper(form, template_context(ws), Prefill(values, tables))

@@ -21,8 +21,6 @@ one template and one report per unit. A mismatch stops the benchmark.
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import hashlib
 import io
 import os
@@ -50,7 +48,7 @@ from danvan_xl.sample_data import sample_values
 from danvan_xl.template_stamp import Stamper
 from danvan_xl.template_writer import Prefill, template_filename
 from danvan_xl.units import Unit
-from danvan_xl.workspace import Workspace, init_workspace, load_workspace
+from danvan_xl.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -58,6 +56,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the bad-input catalogue lives 
 
 import bench_generate  # noqa: E402
 import hostile  # noqa: E402
+from synthetic import make_workspace, units_for  # noqa: E402
 
 HOSTILE_SHARE = 0.05
 TARGET_SECONDS = 60.0
@@ -99,24 +98,6 @@ class Stage:
 class Run:
     n: int
     stages: list[Stage] = field(default_factory=list)
-
-
-def units_for(n: int) -> list[Unit]:
-    return [Unit(f"P{i:05d}", f"Phòng Thử Nghiệm {i}", "phong", i, "Trưởng phòng", "", f"p{i}@x.example")
-            if i % 4 == 0 else
-            Unit(f"X{i:05d}", f"Ủy ban nhân dân xã Thử Nghiệm {i}", "xa", i, "Chủ tịch", "TM. ỦY BAN NHÂN DÂN",
-                 f"x{i}@x.example") for i in range(1, n + 1)]
-
-
-def make_workspace(root: Path, units: list[Unit]) -> Workspace:
-    register = root / "units.csv"
-    with open(register, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["code", "name", "kind", "order", "head_title", "authority", "email"])
-        for u in units:
-            w.writerow([u.code, u.name, u.kind, u.order, u.head_title, u.authority, u.email])
-    ws = init_workspace(root / "ws", units=register, issue_date=dt.date(2020, 11, 2))
-    return load_workspace(ws.root)
 
 
 def make_returns(ws: Workspace, units: list[Unit], inbox: Path) -> tuple[int, int, int]:

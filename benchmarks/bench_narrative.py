@@ -17,7 +17,6 @@ The machines are shared: timings are medians; the load average is printed with t
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import os
 import statistics
@@ -25,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import synthetic
 
 from danvan_xl.docx_writer import build_docx
 from danvan_xl.expr import NA
@@ -37,7 +38,6 @@ from danvan_xl.sample_data import sample_values
 from danvan_xl.submission import SubmissionData, Value
 from danvan_xl.units import Unit, read_register
 from danvan_xl.vocabulary import ValueState
-from danvan_xl.workspace import init_workspace, load_workspace
 
 YEAR = 2020
 
@@ -83,17 +83,8 @@ def time_build(form: Form, runs: int) -> None:
 def make_workspace(root: Path, form: Form, n: int) -> Any:
     """A workspace of ``n`` units (a quarter offices, the rest communes), each with a current,
     error-free submission of sample values."""
-    units = [Unit(f"P{i:05d}", f"Phòng Thử Nghiệm {i}", "phong", i, "Trưởng phòng", "", f"p{i}@x.example")
-             if i % 4 == 0 else
-             Unit(f"X{i:05d}", f"Ủy ban nhân dân xã Thử Nghiệm {i}", "xa", i, "Chủ tịch", "TM. ỦY BAN NHÂN DÂN",
-                  f"x{i}@x.example") for i in range(1, n + 1)]
-    register = root / "units.csv"
-    with open(register, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["code", "name", "kind", "order", "head_title", "authority", "email"])
-        for u in units:
-            w.writerow([u.code, u.name, u.kind, u.order, u.head_title, u.authority, u.email])
-    ws = load_workspace(init_workspace(root / "ws", units=register, issue_date=dt.date(2020, 11, 2)).root)
+    units = synthetic.units_for(n)
+    ws = synthetic.make_workspace(root, units)
     received = dt.datetime(2020, 12, 1, 8, 0)
     with Ledger.open(ws.ledger_path, ws.archive_dir, "bench") as ledger, ledger.transaction() as conn:
         for i, unit in enumerate(units):
