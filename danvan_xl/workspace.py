@@ -26,15 +26,6 @@ DEFAULT_FORM = "nam-dan-van-chinh-quyen"
 DEFAULT_YEAR = 2020
 
 _TOP = {"form", "year", "units", "deadline", "issue_date", "office", "mail", "limits"}
-_OFFICE = {
-    "name", "parent", "header_name", "abbr", "place", "area", "signer_authority", "signer_title",
-    "signer_name", "email", "phone", "recipients",
-}
-_MAIL = {
-    "from", "smtp_host", "smtp_port", "smtp_security", "smtp_user", "imap_host", "imap_port",
-    "imap_security", "imap_user", "imap_folder", "pause_seconds", "retries", "max_attachment_mb",
-    "timeout_seconds",
-}
 SECURITY = ("none", "starttls", "ssl")
 
 
@@ -98,6 +89,9 @@ class Limits:
 
 
 _LIMITS = {f.name for f in fields(Limits)}
+_OFFICE = {f.name for f in fields(Office)}
+_MAIL_FIELDS = {("from" if f.name == "sender" else f.name): f.name for f in fields(MailSettings)}  # key → field
+_MAIL = set(_MAIL_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -195,26 +189,54 @@ def load_workspace(root: str | Path) -> Workspace:
             kind = "số nguyên" if whole else "số"
             floor = "không âm" if f.name == "workers" else "dương"
             problems.append(f"limits.{f.name} = {value!r}: phải là {kind} {floor}")
+    office = _typed(data.get("office", {}), Office(), {k: k for k in _OFFICE}, "office.", problems)
+    mail_kwargs = _typed(mail, MailSettings(), _MAIL_FIELDS, "mail.", problems)
     if problems:
         raise ConfigError(f"{path} có lỗi cấu hình:\n" + "\n".join(f"  - {p}" for p in problems))
-    office = data.get("office", {})
-    recipients = office.get("recipients", [])
     return Workspace(
         root=root, form_ref=str(data.get("form", DEFAULT_FORM)), year=year,
         units_path=(root / str(data.get("units", "units.csv"))),
         deadline=deadline, issue_date=issue_date,
-        office=Office(**{k: (tuple(recipients) if k == "recipients" else str(v))
-                         for k, v in office.items() if k in _OFFICE}),
-        mail=_mail_settings(mail),
+        office=Office(**office),
+        mail=MailSettings(**mail_kwargs),
         limits=Limits(**{k: v for k, v in data.get("limits", {}).items() if k in _LIMITS}),
     )
 
 
-def _mail_settings(mail: dict[str, Any]) -> MailSettings:
+def _typed(table: dict[str, Any], defaults: Any, keys: dict[str, str], prefix: str,
+           problems: list[str]) -> dict[str, Any]:
+    """The known keys of ``table`` as dataclass arguments, each checked against its default's type:
+    text (numbers accepted as text), whole numbers, numbers, or a list of texts (a single text is a
+    list of one). Unknown keys were reported by :func:`_unknown`."""
     kwargs: dict[str, Any] = {}
-    for key, value in mail.items():
-        kwargs["sender" if key == "from" else key] = value
-    return MailSettings(**kwargs)
+    for key, value in table.items():
+        if key not in keys:
+            continue
+        name = keys[key]
+        default = getattr(defaults, name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(default, tuple):
+            items = [value] if isinstance(value, str) else value
+            if isinstance(items, list) and all(isinstance(x, str) for x in items):
+                kwargs[name] = tuple(items)
+                continue
+            problems.append(f"{prefix}{key} = {value!r}: phải là một danh sách chuỗi, ví dụ [\"Như trên;\"]")
+        elif isinstance(default, str):
+            if isinstance(value, str) or number:
+                kwargs[name] = str(value)
+                continue
+            problems.append(f"{prefix}{key} = {value!r}: phải là một chuỗi trong dấu nháy kép")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                kwargs[name] = value
+                continue
+            problems.append(f"{prefix}{key} = {value!r}: phải là số nguyên không âm")
+        else:
+            if number and value >= 0:
+                kwargs[name] = float(value)
+                continue
+            problems.append(f"{prefix}{key} = {value!r}: phải là số không âm")
+    return kwargs
 
 
 def _unknown(table: dict[str, Any], allowed: set[str], prefix: str, problems: list[str]) -> None:

@@ -103,6 +103,35 @@ def test_limits_are_listed_in_the_config_and_checked(tmp_path):
     assert "limits.max_ratio = 0: phải là số dương" in result.output
 
 
+def test_office_and_mail_settings_are_type_checked(tmp_path):
+    import re
+
+    from danvan_xl.workspace import load_workspace
+
+    ws = tmp_path / "ws"
+    run("init", str(ws))
+    cfg = ws / "danvan.toml"
+    text = cfg.read_text(encoding="utf-8")
+
+    def setting(body: str, **values: str) -> str:
+        for key, value in values.items():
+            body = re.sub(rf"^{key} = .*$", f"{key} = {value}", body, count=1, flags=re.M)
+        return body
+
+    cfg.write_text(setting(text, phone="2773851234", recipients='"Như trên;"', smtp_port="2525"), encoding="utf-8")
+    loaded = load_workspace(ws)
+    assert loaded.office.phone == "2773851234" and loaded.office.recipients == ("Như trên;",)
+    assert loaded.mail.smtp_port == 2525
+    cfg.write_text(setting(text, name='["a"]', recipients="[1, 2]", smtp_port='"587"', imap_port="-1",
+                           imap_folder="{ x = 1 }"), encoding="utf-8")
+    result = run("status", "-w", str(ws))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    for message in ("office.name = ['a']: phải là một chuỗi", "office.recipients = [1, 2]: phải là một danh sách chuỗi",
+                    "mail.smtp_port = '587': phải là số nguyên không âm", "mail.imap_port = -1: phải là số nguyên",
+                    "mail.imap_folder = {'x': 1}: phải là một chuỗi"):
+        assert message in result.output, message
+
+
 def test_usage_errors_are_vietnamese(tmp_path):
     result = run("generate", "--khong-co")
     assert result.exit_code == 2
