@@ -1,0 +1,102 @@
+"""The compile stage's bulk ledger reads give exactly what the per-unit reads give.
+
+``danvan compile`` reads the current submissions, their latest findings and every unit's status
+with a handful of queries instead of several per unit; here both ways are compared on a ledger with
+every state: clean, a rule error, a second version, a conflict and a unit that did not report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from helpers import SEED_MODELS, SEED_VALUES, fill_template
+
+from danvan_xl.collect import collect
+from danvan_xl.generate import generate
+from danvan_xl.ledger import Ledger
+from danvan_xl.status import UnitStatus, compute_status
+from danvan_xl.workspace import init_workspace
+
+UNITS = ["TN-VP", "TN-NV", "TN-TP", "30025", "30019"]
+FORM_ID = "nam-dan-van-chinh-quyen"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bulk")
+    ws = init_workspace(base / "ws", issue_date=dt.date(2020, 11, 2))
+    generate(ws, UNITS)
+
+    def filled(code: str, name: str, values=None) -> os.PathLike:
+        out = base / "in" / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        template = next(ws.templates_dir.glob(f"2020_{code}_*.xlsx"))
+        return fill_template(template, out, SEED_VALUES if values is None else values, {"dvk_mo_hinh": SEED_MODELS})
+
+    def at(path, day: int):
+        stamp = dt.datetime(2020, 12, day, 9, 30).timestamp()
+        os.utime(path, (stamp, stamp))
+        return path
+
+    first = at(filled("TN-NV", "nv1.xlsx", dict(SEED_VALUES, don_khac=50)), 1)  # on time, then corrected (late)
+    collect(ws, [first])
+    collect(ws, [at(filled("TN-NV", "nv2.xlsx"), 20)])
+    conflict = [filled("TN-VP", "a.xlsx"), filled("TN-VP", "b.xlsx", dict(SEED_VALUES, don_khac=50))]
+    collect(ws, [at(conflict[0], 3), at(conflict[1], 3),
+                 at(filled("TN-TP", "tp.xlsx", dict(SEED_VALUES, don_khac=60, vb_trien_khai="mười hai")), 4),
+                 at(filled("30025", "c.xlsx"), 5)])
+    return ws
+
+
+def _reference_status(ledger: Ledger, form, register, year: int, deadline: dt.date) -> list[UnitStatus]:
+    """The per-unit queries compute_status made before it read everything at once."""
+    conflicts = ledger.conflicts(form.id, year)
+    out: list[UnitStatus] = []
+    for unit in register:
+        row = ledger.current_row(unit.code, form.id, year)
+        versions = len(ledger.submissions_of(unit.code, form.id, year))
+        if unit.code in conflicts:
+            newest = conflicts[unit.code][-1]
+            out.append(UnitStatus(unit, "conflict", dt.datetime.fromisoformat(newest["received_at"]), versions,
+                                  int(row["id"]) if row else None, None, source=newest["source"],
+                                  conflict_ids=tuple(int(r["id"]) for r in conflicts[unit.code])))
+            continue
+        if row is None:
+            out.append(UnitStatus(unit, "missing", version=versions))
+            continue
+        check = ledger.latest_check(int(row["id"]))
+        errors = int(check["errors"]) if check else 0
+        first = ledger.submissions_of(unit.code, form.id, year)[0]
+        out.append(UnitStatus(
+            unit, "with_errors" if errors else "accepted", dt.datetime.fromisoformat(row["received_at"]), versions,
+            int(row["id"]), on_time=dt.datetime.fromisoformat(first["received_at"]).date() <= deadline,
+            errors=errors, warnings=int(check["warnings"]) if check else 0, source=row["source"],
+        ))
+    return out
+
+
+def test_status_read_at_once_equals_the_per_unit_reads(ws):
+    form, register = ws.load_form(), ws.load_register()
+    with Ledger.open_readonly(ws.ledger_path) as ledger:
+        fast = compute_status(ledger, form, register, ws.year, ws.deadline)
+        slow = _reference_status(ledger, form, register, ws.year, ws.deadline)
+    assert fast == slow
+    states = {s.unit.code: s.state for s in fast}
+    assert states["TN-VP"] == "conflict" and states["TN-TP"] == "with_errors" and states["30019"] == "missing"
+    nv = next(s for s in fast if s.unit.code == "TN-NV")
+    assert nv.version == 2 and nv.on_time is True
+
+
+def test_current_submissions_and_findings_in_bulk_equal_the_per_submission_reads(ws):
+    form = ws.load_form()
+    with Ledger.open_readonly(ws.ledger_path) as ledger:
+        slow = ledger.current_submissions(form.id, ws.year)
+        fast = ledger.current_submissions_bulk(form.id, ws.year)
+        assert fast == slow
+        assert {s.unit_code for s in fast} == {"TN-NV", "TN-TP", "30025"}
+        assert any(s.errors for s in fast)
+        findings = ledger.current_findings(form.id, ws.year)
+        assert findings == {s.id: ledger.findings(s.id) for s in slow}
+        assert any(findings.values())
