@@ -21,6 +21,10 @@ from danvan_xl.workspace import init_workspace
 
 UNITS = ["TN-VP", "TN-NV", "TN-TP", "30025", "30019"]
 FORM_ID = "nam-dan-van-chinh-quyen"
+LONG = "\n".join(f"Đoạn {i}: cán bộ tiếp dân, giải quyết kiến nghị của nhân dân đúng hạn, công khai." * 3
+                 for i in range(60))  # taller than one row: continues on "(tiếp)" rows
+TEXTS = {"nd_1_lanh_dao": '=HYPERLINK("http://evil.example","bấm vào đây")', "nd_2_1_quan_triet": LONG,
+         "nd_3_1_ket_qua": "Kết quả <b>tốt</b> & đúng hạn"}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def ws(tmp_path_factory):
     conflict = [filled("TN-VP", "a.xlsx"), filled("TN-VP", "b.xlsx", dict(SEED_VALUES, don_khac=50))]
     collect(ws, [at(conflict[0], 3), at(conflict[1], 3),
                  at(filled("TN-TP", "tp.xlsx", dict(SEED_VALUES, don_khac=60, vb_trien_khai="mười hai")), 4),
-                 at(filled("30025", "c.xlsx"), 5)])
+                 at(filled("30025", "c.xlsx", dict(SEED_VALUES, **TEXTS)), 5)])
     return ws
 
 
@@ -100,3 +104,37 @@ def test_current_submissions_and_findings_in_bulk_equal_the_per_submission_reads
         findings = ledger.current_findings(form.id, ws.year)
         assert findings == {s.id: ledger.findings(s.id) for s in slow}
         assert any(findings.values())
+
+
+# ---------------------------------------------------------------------- saving the workbook
+
+def _model(ws):
+    from danvan_xl.summary import build_model, default_as_of
+
+    form, register = ws.load_form(), ws.load_register()
+    with Ledger.open_readonly(ws.ledger_path) as ledger:
+        current = ledger.current_submissions(form.id, ws.year)
+        findings = {s.id: ledger.findings(s.id) for s in current}
+        statuses = compute_status(ledger, form, register, ws.year, ws.deadline)
+    return build_model(form, ws.office, register, ws.year, ws.deadline, current, findings, statuses, prev={},
+                       include_with_errors=False, as_of=default_as_of(current, ws.deadline))
+
+
+def test_workbook_is_the_same_when_every_row_is_met_cell_by_cell(ws, monkeypatch):
+    from danvan_xl.summary_xlsx import render_xlsx
+    from danvan_xl.summary_xml import XlsxWorksheet
+
+    model = _model(ws)
+    alone = render_xlsx(model)
+    monkeypatch.setattr(XlsxWorksheet, "_meets_pending", lambda self, pieces: True)  # every cell met, as before
+    assert render_xlsx(model) == alone
+
+
+def test_compile_writes_the_workbook_of_the_per_unit_reads(ws):
+    from danvan_xl.summary import compile_summary, render_csv
+    from danvan_xl.summary_xlsx import render_xlsx
+
+    result = compile_summary(ws)
+    model = _model(ws)  # the model built from the per-unit reads
+    assert result.path.read_bytes() == render_xlsx(model)
+    assert result.csv_path.read_bytes() == render_csv(model)
