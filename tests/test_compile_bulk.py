@@ -15,8 +15,10 @@ from helpers import SEED_MODELS, SEED_VALUES, fill_template
 
 from danvan_xl.collect import collect
 from danvan_xl.generate import generate
-from danvan_xl.ledger import Ledger
+from danvan_xl.ledger import Ledger, decode_data, decode_data_shared, encode_data
 from danvan_xl.status import UnitStatus, compute_status
+from danvan_xl.submission import SubmissionData, Value
+from danvan_xl.vocabulary import ValueState
 from danvan_xl.workspace import init_workspace
 
 UNITS = ["TN-VP", "TN-NV", "TN-TP", "30025", "30019"]
@@ -138,3 +140,26 @@ def test_compile_writes_the_workbook_of_the_per_unit_reads(ws):
     model = _model(ws)  # the model built from the per-unit reads
     assert result.path.read_bytes() == render_xlsx(model)
     assert result.csv_path.read_bytes() == render_csv(model)
+
+
+def test_shared_decoding_keeps_every_value_and_its_type():
+    plain = [0, 0.0, -0.0, 1, 1.0, True, False, None, 2.5, float("inf"), float("nan"), "1", "", "Có",
+             dt.date(2020, 12, 1)]
+    cache: dict = {}
+    texts = []
+    for unit in ("A", "B"):
+        values = {f"f{i}": Value(f"f{i}", ValueState.VALUE, v, None, "S", f"D{i}") for i, v in enumerate(plain)}
+        values["na"] = Value("na", ValueState.NA, None, None, "S", "E1")
+        values["bad"] = Value("bad", ValueState.INVALID, None, "mười", "S", "E2")
+        rows = [{"c": Value("c", ValueState.VALUE, 1, None, "S", f"B{r}")} for r in (5, 6)]
+        texts.append(encode_data(SubmissionData(unit, "form", "1", "hash", 2020, values, {"t": rows}, {"x": "vì"})))
+    for text in texts:
+        shared, alone = decode_data_shared(text, cache), decode_data(text)
+        assert shared == alone
+        for name, v in alone.values.items():
+            w = shared.values[name]
+            assert (type(w.value), repr(w.value), w.state, w.raw, w.cell) == (type(v.value), repr(v.value), v.state,
+                                                                              v.raw, v.cell)
+    a, b = decode_data_shared(texts[0], cache), decode_data_shared(texts[1], cache)
+    assert a.values["na"] is b.values["na"] and a.values["f3"] is b.values["f3"]  # shared, not copied
+    assert a.tables["t"][0]["c"] is not a.tables["t"][1]["c"]  # another cell: another value
