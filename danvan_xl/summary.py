@@ -39,6 +39,7 @@ This module is the stage's API and re-exports the public names.
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .findings import Finding
+from .forked import in_child
 from .form import Form
 from .fsio import prepare_dir, write_atomic
 from .status import UnitStatus
@@ -72,6 +74,7 @@ from .summary_model import (
     section_numbers,
     self_scores,
 )
+from .summary_sections import section_plans
 from .summary_sheet import (
     EXCEL_MAX_ROWS,
     FONT,
@@ -165,8 +168,12 @@ def _compile(ws: Workspace, out: Path | None, *, include_with_errors: bool, as_o
         raise ConfigError(f"Tệp tổng hợp {path} phải có đuôi .xlsx (bản CSV được ghi cạnh nó).")
     csv_path = path.with_suffix(".csv")
     prepare_dir(path.parent)  # created if needed; temporary files of a killed run removed
-    write_atomic(path, render_xlsx(model))
-    write_atomic(csv_path, render_csv(model))
+    side = _SideWork(model)  # on the second core while this one renders the workbook
+    try:
+        write_atomic(path, render_xlsx(model, side.section_plans))
+        write_atomic(csv_path, side.csv())
+    finally:
+        side.discard()
     counts = model.counts()
     return CompileResult(
         path=path, csv_path=csv_path, units_included=counts["included"],
@@ -175,6 +182,33 @@ def _compile(ws: Workspace, out: Path | None, *, include_with_errors: bool, as_o
         errors_open=counts["errors_open"], warnings_open=counts["warnings_open"],
         include_with_errors=include_with_errors, as_of=when,
     )
+
+
+class _SideWork:
+    """What a forked child works out while the parent renders the workbook: the section sheets' texts
+    cut into row pieces (needed when the parent reaches those sheets) and the CSV copy. When no child
+    could be used, the parent computes each itself when it needs it; the bytes are the same."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.job = in_child(lambda: pickle.dumps((section_plans(model), render_csv(model)), pickle.HIGHEST_PROTOCOL))
+        self.done: tuple[dict[str, Any] | None, bytes | None] | None = None
+
+    def _result(self) -> tuple[dict[str, Any] | None, bytes | None]:
+        if self.done is None:
+            data = self.job.result()
+            self.done = pickle.loads(data) if data is not None else (None, None)
+        return self.done
+
+    def section_plans(self) -> dict[str, Any] | None:
+        return self._result()[0]  # None: each section sheet works out its own
+
+    def csv(self) -> bytes:
+        data = self._result()[1]
+        return render_csv(self.model) if data is None else data
+
+    def discard(self) -> None:
+        self.job.discard()
 
 
 def build_summary(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -432,6 +432,9 @@ class Context:
     st: Styles
     plan: Plan = field(default_factory=Plan)
     footer: str = ""
+    # the section sheets' texts already cut into pieces (summary_sections.section_plans), when another
+    # core worked them out; asked for when the first section sheet is written
+    section_plans: Callable[[], Mapping[str, Any] | None] | None = None
 
     @classmethod
     def create(cls, model: Model, wb: Workbook) -> Context:

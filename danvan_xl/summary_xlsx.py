@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from . import __version__
 from .errors import TemplateBuildError
@@ -33,15 +34,21 @@ from .summary_xml import Shared, XlsxWorksheet, no_cyclic_gc
 Writer = Callable[[Context, Sheet], None]
 
 
-def render_xlsx(model: Model) -> bytes:
-    """Render the model as the summary workbook (deterministic: ``created`` is the as-of time)."""
+def render_xlsx(model: Model, section_plans: Callable[[], Mapping[str, Any] | None] | None = None) -> bytes:
+    """Render the model as the summary workbook (deterministic: ``created`` is the as-of time).
+
+    :param section_plans: gives ``summary_sections.section_plans(model)`` worked out elsewhere (or
+        None, and then each section sheet works out its own); the bytes are the same either way.
+    """
     wb = SummaryWorkbook(io.BytesIO(), {
         "in_memory": True, "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False,
         "default_format_properties": {"font_name": FONT, "font_size": 11},
     })
     try:
         with no_cyclic_gc():
-            _write(Context.create(model, wb))
+            cx = Context.create(model, wb)
+            cx.section_plans = section_plans
+            _write(cx)
             wb.close()
             return wb.package()
     except TemplateBuildError:

@@ -163,3 +163,46 @@ def test_shared_decoding_keeps_every_value_and_its_type():
     a, b = decode_data_shared(texts[0], cache), decode_data_shared(texts[1], cache)
     assert a.values["na"] is b.values["na"] and a.values["f3"] is b.values["f3"]  # shared, not copied
     assert a.tables["t"][0]["c"] is not a.tables["t"][1]["c"]  # another cell: another value
+
+
+# ---------------------------------------------------------------------- the second core
+
+def test_forked_child_returns_the_bytes_or_none_when_it_fails():
+    from danvan_xl.forked import in_child
+
+    assert in_child(lambda: b"x" * 300_000).result() == b"x" * 300_000
+
+    def fails() -> bytes:
+        raise RuntimeError("boom")
+
+    assert in_child(fails).result() is None
+    job = in_child(lambda: b"never read")
+    job.discard()
+    assert job.result() is None
+
+
+def test_workbook_is_the_same_with_section_plans_worked_out_elsewhere(ws):
+    from danvan_xl.summary_sections import section_plans
+    from danvan_xl.summary_xlsx import render_xlsx
+
+    model = _model(ws)
+    plans = section_plans(model)
+    assert any(len(pieces) > 1 for plan in plans.values() for _i, units in plan for pieces in units)  # "(tiếp)"
+    alone = render_xlsx(model)
+    assert render_xlsx(model, lambda: plans) == alone
+    assert render_xlsx(model, lambda: None) == alone
+
+
+def test_compile_writes_the_same_without_a_child(ws, monkeypatch):
+    from danvan_xl import forked
+    from danvan_xl.summary import compile_summary
+
+    result = compile_summary(ws)
+    xlsx, csv = result.path.read_bytes(), result.csv_path.read_bytes()
+
+    def no_fork() -> int:
+        raise OSError("no fork")
+
+    monkeypatch.setattr(forked.os, "fork", no_fork)
+    result = compile_summary(ws)
+    assert (result.path.read_bytes(), result.csv_path.read_bytes()) == (xlsx, csv)
