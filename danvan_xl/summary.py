@@ -34,6 +34,11 @@ Modules: ``summary_model`` (who counts, the arithmetic of every cached value), `
 with ``summary_sheet`` (checked cell writes, formats, the shared context) and one module per sheet
 family: ``summary_table``, ``summary_lists``, ``summary_sections``, ``summary_charts``, ``summary_cover``.
 This module is the stage's API and re-exports the public names.
+
+Speed (10,000 units): the ledger is read in a few queries with equal values shared between the
+submissions (``Ledger.current_submissions_bulk``), the cyclic garbage collector is paused for the
+whole stage, and a forked child (``forked``) cuts the section sheets' texts into row pieces and
+renders the CSV while the parent renders the workbook; the bytes are those of the serial path.
 """
 
 from __future__ import annotations
