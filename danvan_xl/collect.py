@@ -2,7 +2,8 @@
 
 Whatever arrives — files, folders, zips, e-mails, mailboxes — is expanded into candidate files.
 Each new file's bytes are archived first, then parsed in an isolated worker. Accepted results are
-staged on disk (memory stays flat for 10,000 files) and committed per unit in one transaction:
+staged on disk (memory stays flat for 10,000 files) and committed per unit, a few units
+(``COMMIT_UNITS``) per transaction:
 
 * same bytes as before → duplicate, nothing stored;
 * same values as the unit's current version (a re-save) → duplicate, file kept as evidence;
@@ -20,7 +21,7 @@ import datetime as dt
 import os
 import pickle
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,9 @@ class CollectResult:
 
 
 Progress = Callable[[int, int], None]  # (done, total)
+# Units stored per transaction: a kill or a full disk loses at most this many units' work of the run
+# (never part of a unit); one transaction per unit spent more on committing than on storing.
+COMMIT_UNITS = 8
 
 
 def collect(ws: Workspace, paths: Sequence[Path], progress: Progress | None = None,
@@ -163,50 +167,57 @@ def ingest(
         if progress:
             progress(done, total)
 
-    pending: list[_Pending] = []
     seen_now: dict[str, str] = {}
-    for seq, item in enumerate(items):
-        if item.problem or (item.data is None and item.path is None):
-            slots[seq] = FileOutcome(item.name, item.origin.describe(), "skipped", item.problem or "không có dữ liệu")
-            tick()
-            continue
-        try:
-            data = item.load()
-        except OSError as err:
-            slots[seq] = FileOutcome(item.name, item.origin.describe(), "skipped", f"không đọc được tệp ({err.strerror})")
-            tick()
-            continue
-        digest = sha256(data)
-        earlier = ledger.seen_sha(digest)
-        if earlier is not None or digest in seen_now:
-            when = earlier["received_at"][:10] if earlier is not None else "trong lần này"
-            first = earlier["name"] if earlier is not None else seen_now[digest]
-            slots[seq] = FileOutcome(item.name, item.origin.describe(), "duplicate",
-                                     f"trùng hoàn toàn với tệp đã nhận ({first}, {_vn_date(when)}); không lưu thêm",
-                                     code="same-bytes", unit=earlier["unit_code"] or "" if earlier is not None else "")
-            tick()
-            continue
-        seen_now[digest] = item.name
-        archived = ledger.archive_bytes(data, digest)
-        pending.append(_Pending(seq, item, digest, len(data), str(archived)))
+    by_seq: dict[int, _Pending] = {}
+
+    def jobs() -> Iterator[Job]:
+        """New files, hashed and archived as the workers ask for more (duplicates are settled here)."""
+        for seq, item in enumerate(items):
+            if item.problem or (item.data is None and item.path is None):
+                slots[seq] = FileOutcome(item.name, item.origin.describe(), "skipped", item.problem or "không có dữ liệu")
+                tick()
+                continue
+            try:
+                data = item.load()
+            except OSError as err:
+                slots[seq] = FileOutcome(item.name, item.origin.describe(), "skipped", f"không đọc được tệp ({err.strerror})")
+                tick()
+                continue
+            digest = sha256(data)
+            # This run's own files first: rows written for them meanwhile (rejections) must not count as earlier.
+            earlier = None if digest in seen_now else ledger.seen_sha(digest)
+            if earlier is not None or digest in seen_now:
+                when = earlier["received_at"][:10] if earlier is not None else "trong lần này"
+                first = earlier["name"] if earlier is not None else seen_now[digest]
+                slots[seq] = FileOutcome(item.name, item.origin.describe(), "duplicate",
+                                         f"trùng hoàn toàn với tệp đã nhận ({first}, {_vn_date(when)}); không lưu thêm",
+                                         code="same-bytes", unit=earlier["unit_code"] or "" if earlier is not None else "")
+                tick()
+                continue
+            seen_now[digest] = item.name
+            archived = ledger.archive_bytes(data, digest)
+            by_seq[seq] = _Pending(seq, item, digest, len(data), str(archived))
+            yield Job(seq, None, item.name, str(archived))
 
     staging = _Staging(ws.root)
     try:
         pool = WorkerPool(str(form.folder), ws.year, ws.limits, workers)
-        by_seq = {p.seq: p for p in pending}
-        jobs = (Job(p.seq, None, p.item.name, p.archived) for p in pending)
-        prev = _previous(ledger, form, ws.year) if pending else {}  # last year's values: not changed by this run
-        for seq, parsed in pool.run(jobs):
-            p = by_seq[seq]
+        prev = _previous(ledger, form, ws.year)  # last year's values: not changed by this run
+        for seq, parsed in pool.run(jobs()):
+            p = by_seq.pop(seq)
             outcome = _triage(ws, form, register, ledger, p, parsed, staging, prev, on_committed)
             if outcome is not None:
                 slots[seq] = outcome
             tick()
         ledger.sync_archive()
-        for unit_code in staging.units():
-            group = staging.group(unit_code)
-            for seq, outcome in _commit_unit(ws, form, register.get(unit_code), ledger, group, on_committed):
-                slots[seq] = outcome
+        units = staging.units()
+        for start in range(0, len(units), COMMIT_UNITS):
+            with ledger.transaction() as conn:
+                for unit_code in units[start:start + COMMIT_UNITS]:
+                    group = staging.group(unit_code)
+                    for seq, outcome in _commit_unit(ws, form, register.get(unit_code), ledger, conn, group,
+                                                     on_committed):
+                        slots[seq] = outcome
     finally:
         staging.close()
     result.outcomes = [o for o in slots if o is not None]
@@ -292,38 +303,38 @@ def _previous(ledger: Ledger, form: Form, year: int) -> dict[str, dict[str, Any]
 
 
 def _commit_unit(
-    ws: Workspace, form: Form, unit: Unit | None, ledger: Ledger, group: list[tuple[_Pending, _Staged]],
-    on_committed: Callable[[sqlite3.Connection, Item], None] | None,
+    ws: Workspace, form: Form, unit: Unit | None, ledger: Ledger, conn: sqlite3.Connection,
+    group: list[tuple[_Pending, _Staged]], on_committed: Callable[[sqlite3.Connection, Item], None] | None,
 ) -> Iterable[tuple[int, FileOutcome]]:
+    """One unit's files, inside the caller's transaction."""
     assert unit is not None
     out: list[tuple[int, FileOutcome]] = []
-    with ledger.transaction() as conn:
-        current = ledger.current_row(unit.code, form.id, ws.year)
-        fresh: list[tuple[_Pending, _Staged]] = []
-        seen_content: dict[str, str] = {}
-        for p, parsed in group:
-            chash = parsed.chash
-            ledger.add_blob(conn, p.digest, p.size, parsed.kind)
-            if current is not None and chash == current["content_hash"]:
-                message = "cùng số liệu với bản đang dùng (tệp được lưu lại bằng chương trình khác); không có thay đổi"
-                out.append((p.seq, _final(p, "duplicate", message, unit, current["id"], "same-values")))
-                ledger.add_delivery(conn, _delivery(p.item, p.digest, "duplicate", message, "same-values", unit.code,
-                                                    current["id"], parsed.notes))
-                continue
-            if chash in seen_content:
-                message = f"cùng số liệu với tệp {seen_content[chash]} trong lần thu nhận này"
-                out.append((p.seq, _final(p, "duplicate", message, unit, None, "same-values")))
-                ledger.add_delivery(conn, _delivery(p.item, p.digest, "duplicate", message, "same-values", unit.code))
-                continue
-            seen_content[chash] = p.item.name
-            fresh.append((p, parsed))
-        if len(fresh) == 1:
-            out.append(_accept(ws, form, unit, ledger, conn, current, fresh[0]))
-        elif len(fresh) > 1:
-            out.extend(_conflict(ws, form, unit, ledger, conn, fresh))
-        if on_committed:
-            for p, _parsed in group:
-                on_committed(conn, p.item)
+    current = ledger.current_row(unit.code, form.id, ws.year)
+    fresh: list[tuple[_Pending, _Staged]] = []
+    seen_content: dict[str, str] = {}
+    for p, parsed in group:
+        chash = parsed.chash
+        ledger.add_blob(conn, p.digest, p.size, parsed.kind)
+        if current is not None and chash == current["content_hash"]:
+            message = "cùng số liệu với bản đang dùng (tệp được lưu lại bằng chương trình khác); không có thay đổi"
+            out.append((p.seq, _final(p, "duplicate", message, unit, current["id"], "same-values")))
+            ledger.add_delivery(conn, _delivery(p.item, p.digest, "duplicate", message, "same-values", unit.code,
+                                                current["id"], parsed.notes))
+            continue
+        if chash in seen_content:
+            message = f"cùng số liệu với tệp {seen_content[chash]} trong lần thu nhận này"
+            out.append((p.seq, _final(p, "duplicate", message, unit, None, "same-values")))
+            ledger.add_delivery(conn, _delivery(p.item, p.digest, "duplicate", message, "same-values", unit.code))
+            continue
+        seen_content[chash] = p.item.name
+        fresh.append((p, parsed))
+    if len(fresh) == 1:
+        out.append(_accept(ws, form, unit, ledger, conn, current, fresh[0]))
+    elif len(fresh) > 1:
+        out.extend(_conflict(ws, form, unit, ledger, conn, fresh))
+    if on_committed:
+        for p, _parsed in group:
+            on_committed(conn, p.item)
     return out
 
 
