@@ -425,6 +425,8 @@ class _Staging:
         self.conn.execute("CREATE TABLE staged(seq INTEGER PRIMARY KEY, unit TEXT, payload BLOB)")
         # Each unit's files are looked up by this index: a scan per unit made collect quadratic.
         self.conn.execute("CREATE INDEX staged_unit ON staged(unit, seq)")
+        # One transaction for the file's whole life (it is deleted, never committed to): no page writes per record.
+        self.conn.execute("BEGIN")
         self.order: dict[str, int] = {}
 
     def put(self, unit: str, pending: _Pending, staged: _Staged) -> None:
