@@ -2,7 +2,8 @@
 
 Whatever arrives — files, folders, zips, e-mails, mailboxes — is expanded into candidate files.
 Each new file's bytes are archived first, then parsed in an isolated worker. Accepted results are
-staged on disk (memory stays flat for 10,000 files) and committed per unit in one transaction:
+staged on disk (memory stays flat for 10,000 files) and committed per unit, a few units
+(``COMMIT_UNITS``) per transaction:
 
 * same bytes as before → duplicate, nothing stored;
 * same values as the unit's current version (a re-save) → duplicate, file kept as evidence;
@@ -20,7 +21,7 @@ import datetime as dt
 import os
 import pickle
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from .findings import Finding
 from .form import Form
 from .intake import Item, expand
 from .isolation import Crash, Job, WorkerPool, safe_loads
-from .ledger import Delivery, Ledger, WorkspaceLock, content_hash, sha256
+from .ledger import Delivery, Ledger, WorkspaceLock, prepare_submission, sha256
+from .submission import SubmissionData
 from .units import Register, Unit
 from .vocabulary import Severity, ValueState
 from .workbook_reader import ReadResult
@@ -100,6 +102,9 @@ class CollectResult:
 
 
 Progress = Callable[[int, int], None]  # (done, total)
+# Units stored per transaction: a kill or a full disk loses at most this many units' work of the run
+# (never part of a unit); one transaction per unit spent more on committing than on storing.
+COMMIT_UNITS = 8
 
 
 def collect(ws: Workspace, paths: Sequence[Path], progress: Progress | None = None,
@@ -110,6 +115,30 @@ def collect(ws: Workspace, paths: Sequence[Path], progress: Progress | None = No
     with WorkspaceLock(ws.lock_path, "danvan collect"), Ledger.open(ws.ledger_path, ws.archive_dir, "collect") as ledger:
         items = list(expand([Path(p) for p in paths], ws.limits))
         return ingest(ws, form, register, ledger, items, progress, workers)
+
+
+@dataclass
+class _Staged:
+    """What the per-unit commit needs of one parsed file, computed while the workers parse the next ones.
+
+    ``findings`` (the reader's and the rules') are used only when the file is stored."""
+
+    kind: str
+    notes: list[str]
+    chash: str
+    prepared: tuple[str, list[tuple[Any, ...]], str]  # the data's JSON, value rows, content hash (prepare_submission)
+    findings: list[Finding]
+    head: SubmissionData  # the submission's own columns; its values travel in ``prepared``
+
+    def record(self) -> tuple[Any, ...]:
+        d = self.head
+        return (self.kind, self.notes, self.chash, self.prepared, self.findings,
+                (d.unit_code, d.form_id, d.form_version, d.definition_hash, d.year))
+
+    @classmethod
+    def from_record(cls, record: tuple[Any, ...]) -> _Staged:
+        kind, notes, chash, prepared, findings, head = record
+        return cls(kind, notes, chash, prepared, findings, SubmissionData(*head))  # values: see ``prepared``
 
 
 @dataclass
@@ -138,50 +167,57 @@ def ingest(
         if progress:
             progress(done, total)
 
-    pending: list[_Pending] = []
     seen_now: dict[str, str] = {}
-    for seq, item in enumerate(items):
-        if item.problem or (item.data is None and item.path is None):
-            slots[seq] = FileOutcome(item.name, item.origin.describe(), "skipped", item.problem or "không có dữ liệu")
-            tick()
-            continue
-        try:
-            data = item.load()
-        except OSError as err:
-            slots[seq] = FileOutcome(item.name, item.origin.describe(), "skipped", f"không đọc được tệp ({err.strerror})")
-            tick()
-            continue
-        digest = sha256(data)
-        earlier = ledger.seen_sha(digest)
-        if earlier is not None or digest in seen_now:
-            when = earlier["received_at"][:10] if earlier is not None else "trong lần này"
-            first = earlier["name"] if earlier is not None else seen_now[digest]
-            slots[seq] = FileOutcome(item.name, item.origin.describe(), "duplicate",
-                                     f"trùng hoàn toàn với tệp đã nhận ({first}, {_vn_date(when)}); không lưu thêm",
-                                     code="same-bytes", unit=earlier["unit_code"] or "" if earlier is not None else "")
-            tick()
-            continue
-        seen_now[digest] = item.name
-        archived = ledger.archive_bytes(data, digest)
-        pending.append(_Pending(seq, item, digest, len(data), str(archived)))
+    by_seq: dict[int, _Pending] = {}
+
+    def jobs() -> Iterator[Job]:
+        """New files, hashed and archived as the workers ask for more (duplicates are settled here)."""
+        for seq, item in enumerate(items):
+            if item.problem or (item.data is None and item.path is None):
+                slots[seq] = FileOutcome(item.name, item.origin.describe(), "skipped", item.problem or "không có dữ liệu")
+                tick()
+                continue
+            try:
+                data = item.load()
+            except OSError as err:
+                slots[seq] = FileOutcome(item.name, item.origin.describe(), "skipped", f"không đọc được tệp ({err.strerror})")
+                tick()
+                continue
+            digest = sha256(data)
+            # This run's own files first: rows written for them meanwhile (rejections) must not count as earlier.
+            earlier = None if digest in seen_now else ledger.seen_sha(digest)
+            if earlier is not None or digest in seen_now:
+                when = earlier["received_at"][:10] if earlier is not None else "trong lần này"
+                first = earlier["name"] if earlier is not None else seen_now[digest]
+                slots[seq] = FileOutcome(item.name, item.origin.describe(), "duplicate",
+                                         f"trùng hoàn toàn với tệp đã nhận ({first}, {_vn_date(when)}); không lưu thêm",
+                                         code="same-bytes", unit=earlier["unit_code"] or "" if earlier is not None else "")
+                tick()
+                continue
+            seen_now[digest] = item.name
+            archived = ledger.archive_bytes(data, digest)
+            by_seq[seq] = _Pending(seq, item, digest, len(data), str(archived))
+            yield Job(seq, None, item.name, str(archived))
 
     staging = _Staging(ws.root)
     try:
         pool = WorkerPool(str(form.folder), ws.year, ws.limits, workers)
-        by_seq = {p.seq: p for p in pending}
-        jobs = (Job(p.seq, None, p.item.name, p.archived) for p in pending)
-        for seq, parsed in pool.run(jobs):
-            p = by_seq[seq]
-            outcome = _triage(ws, form, register, ledger, p, parsed, staging, on_committed)
+        prev = _previous(ledger, form, ws.year)  # last year's values: not changed by this run
+        for seq, parsed in pool.run(jobs()):
+            p = by_seq.pop(seq)
+            outcome = _triage(ws, form, register, ledger, p, parsed, staging, prev, on_committed)
             if outcome is not None:
                 slots[seq] = outcome
             tick()
-        prev = _previous(ledger, form, ws.year)
         ledger.sync_archive()
-        for unit_code in staging.units():
-            group = staging.group(unit_code)
-            for seq, outcome in _commit_unit(ws, form, register.get(unit_code), ledger, group, prev, on_committed):
-                slots[seq] = outcome
+        units = staging.units()
+        for start in range(0, len(units), COMMIT_UNITS):
+            with ledger.transaction() as conn:
+                for unit_code in units[start:start + COMMIT_UNITS]:
+                    group = staging.group(unit_code)
+                    for seq, outcome in _commit_unit(ws, form, register.get(unit_code), ledger, conn, group,
+                                                     on_committed):
+                        slots[seq] = outcome
     finally:
         staging.close()
     result.outcomes = [o for o in slots if o is not None]
@@ -198,7 +234,7 @@ def _vn_date(iso: str) -> str:
 
 def _triage(
     ws: Workspace, form: Form, register: Register, ledger: Ledger, p: _Pending, parsed: ReadResult | Crash,
-    staging: _Staging, on_committed: Callable[[sqlite3.Connection, Item], None] | None,
+    staging: _Staging, prev: dict[str, dict[str, Any]], on_committed: Callable[[sqlite3.Connection, Item], None] | None,
 ) -> FileOutcome | None:
     """Reject now (one transaction) or stage for the per-unit commit; returns the outcome if final."""
     item = p.item
@@ -221,7 +257,11 @@ def _triage(
             "sent-by-other-unit", Severity.WARNING,
             f"Tệp của {unit.name} nhưng được gửi từ địa chỉ của {sender_unit.name} ({item.origin.sender}); "
             "đã nhận theo nội dung tệp, đề nghị kiểm tra lại.", file=item.name, unit=unit.code))
-    staging.put(unit.code, p, parsed)
+    data = _with_unit(parsed.data, unit.code, ws.year)
+    findings = check_submission(form, unit, data, parsed.findings, prev.get(unit.code), item.name)
+    head = SubmissionData(data.unit_code, data.form_id, data.form_version, data.definition_hash, data.year)
+    prepared = prepare_submission(data)
+    staging.put(unit.code, p, _Staged(parsed.kind, parsed.notes, prepared[2], prepared, findings, head))
     return None
 
 
@@ -263,47 +303,42 @@ def _previous(ledger: Ledger, form: Form, year: int) -> dict[str, dict[str, Any]
 
 
 def _commit_unit(
-    ws: Workspace, form: Form, unit: Unit | None, ledger: Ledger, group: list[tuple[_Pending, ReadResult]],
-    prev: dict[str, dict[str, Any]], on_committed: Callable[[sqlite3.Connection, Item], None] | None,
+    ws: Workspace, form: Form, unit: Unit | None, ledger: Ledger, conn: sqlite3.Connection,
+    group: list[tuple[_Pending, _Staged]], on_committed: Callable[[sqlite3.Connection, Item], None] | None,
 ) -> Iterable[tuple[int, FileOutcome]]:
+    """One unit's files, inside the caller's transaction."""
     assert unit is not None
     out: list[tuple[int, FileOutcome]] = []
-    with ledger.transaction() as conn:
-        current = ledger.current_row(unit.code, form.id, ws.year)
-        fresh: list[tuple[_Pending, ReadResult, str]] = []
-        seen_content: dict[str, str] = {}
-        for p, parsed in group:
-            assert parsed.data is not None
-            data = _with_unit(parsed.data, unit.code, ws.year)
-            parsed.data = data
-            chash = content_hash(data)
-            ledger.add_blob(conn, p.digest, p.size, parsed.kind)
-            if current is not None and chash == current["content_hash"]:
-                message = "cùng số liệu với bản đang dùng (tệp được lưu lại bằng chương trình khác); không có thay đổi"
-                out.append((p.seq, _final(p, "duplicate", message, unit, current["id"], "same-values")))
-                ledger.add_delivery(conn, _delivery(p.item, p.digest, "duplicate", message, "same-values", unit.code,
-                                                    current["id"], parsed.notes))
-                continue
-            if chash in seen_content:
-                message = f"cùng số liệu với tệp {seen_content[chash]} trong lần thu nhận này"
-                out.append((p.seq, _final(p, "duplicate", message, unit, None, "same-values")))
-                ledger.add_delivery(conn, _delivery(p.item, p.digest, "duplicate", message, "same-values", unit.code))
-                continue
-            seen_content[chash] = p.item.name
-            fresh.append((p, parsed, chash))
-        if len(fresh) == 1:
-            out.append(_accept(ws, form, unit, ledger, conn, current, fresh[0], prev.get(unit.code)))
-        elif len(fresh) > 1:
-            out.extend(_conflict(ws, form, unit, ledger, conn, fresh, prev.get(unit.code)))
-        if on_committed:
-            for p, _parsed in group:
-                on_committed(conn, p.item)
+    current = ledger.current_row(unit.code, form.id, ws.year)
+    fresh: list[tuple[_Pending, _Staged]] = []
+    seen_content: dict[str, str] = {}
+    for p, parsed in group:
+        chash = parsed.chash
+        ledger.add_blob(conn, p.digest, p.size, parsed.kind)
+        if current is not None and chash == current["content_hash"]:
+            message = "cùng số liệu với bản đang dùng (tệp được lưu lại bằng chương trình khác); không có thay đổi"
+            out.append((p.seq, _final(p, "duplicate", message, unit, current["id"], "same-values")))
+            ledger.add_delivery(conn, _delivery(p.item, p.digest, "duplicate", message, "same-values", unit.code,
+                                                current["id"], parsed.notes))
+            continue
+        if chash in seen_content:
+            message = f"cùng số liệu với tệp {seen_content[chash]} trong lần thu nhận này"
+            out.append((p.seq, _final(p, "duplicate", message, unit, None, "same-values")))
+            ledger.add_delivery(conn, _delivery(p.item, p.digest, "duplicate", message, "same-values", unit.code))
+            continue
+        seen_content[chash] = p.item.name
+        fresh.append((p, parsed))
+    if len(fresh) == 1:
+        out.append(_accept(ws, form, unit, ledger, conn, current, fresh[0]))
+    elif len(fresh) > 1:
+        out.extend(_conflict(ws, form, unit, ledger, conn, fresh))
+    if on_committed:
+        for p, _parsed in group:
+            on_committed(conn, p.item)
     return out
 
 
 def _with_unit(data: Any, unit_code: str, year: int) -> Any:
-    from .submission import SubmissionData
-
     return SubmissionData(unit_code, data.form_id, data.form_version, data.definition_hash, year, data.values,
                           data.tables, data.justifications)
 
@@ -317,44 +352,41 @@ def _final(p: _Pending, outcome: str, message: str, unit: Unit, sid: int | None,
 
 
 def _store(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3.Connection,
-           entry: tuple[_Pending, ReadResult, str], state: str, supersedes: int | None,
-           prev: dict[str, Any] | None) -> tuple[int, list[Finding]]:
-    p, parsed, chash = entry
-    assert parsed.data is not None
-    sid = ledger.add_submission(conn, parsed.data, digest=p.digest, chash=chash, received_at=p.item.received_at,
+           entry: tuple[_Pending, _Staged], state: str, supersedes: int | None) -> tuple[int, list[Finding]]:
+    p, parsed = entry
+    sid = ledger.add_submission(conn, parsed.head, digest=p.digest, chash=parsed.chash, received_at=p.item.received_at,
                                 source=p.item.origin.describe(), file_format=parsed.kind, state=state,
-                                supersedes=supersedes, notes=parsed.notes)
-    findings = check_submission(form, unit, parsed.data, parsed.findings, prev, p.item.name)
-    ledger.store_check(conn, sid, form.definition_hash, findings)
+                                supersedes=supersedes, notes=parsed.notes, prepared=parsed.prepared)
+    findings = parsed.findings  # checked when staged (check_submission)
+    ledger.store_check(conn, sid, form.definition_hash, findings, new=True)
     return sid, findings
 
 
 def _accept(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3.Connection,
-            current: sqlite3.Row | None, entry: tuple[_Pending, ReadResult, str],
-            prev: dict[str, Any] | None) -> tuple[int, FileOutcome]:
-    p, parsed, _chash = entry
+            current: sqlite3.Row | None, entry: tuple[_Pending, _Staged]) -> tuple[int, FileOutcome]:
+    p, parsed = entry
     received = p.item.received_at
     older = current is not None and dt.datetime.fromisoformat(current["received_at"]) > received
     if older:
         assert current is not None
-        sid, findings = _store(ws, form, unit, ledger, conn, entry, "superseded", None, prev)
+        sid, findings = _store(ws, form, unit, ledger, conn, entry, "superseded", None)
         message = (f"bản này cũ hơn bản đang dùng (nhận {_vn_date(current['received_at'])}); "
                    "đã lưu làm lịch sử, không thay bản đang dùng")
         ledger.add_delivery(conn, _delivery(p.item, p.digest, "superseded-old", message, "older", unit.code, sid, parsed.notes))
         ledger.event(conn, "stored-older", unit.code, p.item.name, submission=sid, current=current["id"])
         return p.seq, _final(p, "superseded-old", message, unit, sid, "older", findings, parsed.notes)
     supersedes = int(current["id"]) if current is not None else None
-    sid, findings = _store(ws, form, unit, ledger, conn, entry, "current", supersedes, prev)
+    sid, findings = _store(ws, form, unit, ledger, conn, entry, "current", supersedes)
     if current is not None:
         ledger.set_state(conn, int(current["id"]), "superseded")
     for row in ledger.unit_conflicts(unit.code, form.id, ws.year):
         ledger.set_state(conn, int(row["id"]), "superseded")
         ledger.event(conn, "conflict-resolved-by-new-version", unit.code, str(row["id"]), by=sid)
     ledger.set_current(conn, unit.code, form.id, ws.year, sid)
-    version = ledger.count_submissions(unit.code, form.id, ws.year)
     if current is None:
         message = f"đã nhận bản đầu tiên của {unit.name}"
     else:
+        version = ledger.count_submissions(unit.code, form.id, ws.year)
         message = f"đã nhận bản sửa (bản thứ {version}), thay bản nhận ngày {_vn_date(current['received_at'])}"
     ledger.add_delivery(conn, _delivery(p.item, p.digest, "accepted", message, "new" if current is None else "superseding",
                                         unit.code, sid, parsed.notes))
@@ -364,15 +396,15 @@ def _accept(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3
 
 
 def _conflict(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3.Connection,
-              fresh: list[tuple[_Pending, ReadResult, str]], prev: dict[str, Any] | None) -> list[tuple[int, FileOutcome]]:
-    stored = [(entry, *_store(ws, form, unit, ledger, conn, entry, "conflict", None, prev)) for entry in fresh]
+              fresh: list[tuple[_Pending, _Staged]]) -> list[tuple[int, FileOutcome]]:
+    stored = [(entry, *_store(ws, form, unit, ledger, conn, entry, "conflict", None)) for entry in fresh]
     ids = [sid for _e, sid, _f in stored]
     names = "; ".join(f"bản số {sid}: {e[0].item.name} ({e[0].item.origin.describe()})" for e, sid, _f in stored)
     message = (f"{len(fresh)} tệp khác nhau cùng của {unit.name} trong một lần thu nhận — {names}. "
                f"Giữ cả hai, chưa dùng bản nào; chọn một bằng: danvan resolve {unit.code} <số bản> "
                f"(ví dụ: danvan resolve {unit.code} {ids[-1]})")
     out = []
-    for (p, parsed, _chash), sid, findings in stored:
+    for (p, parsed), sid, findings in stored:
         ledger.add_delivery(conn, _delivery(p.item, p.digest, "conflict", message, "conflict", unit.code, sid, parsed.notes))
         out.append((p.seq, _final(p, "conflict", message, unit, sid, "conflict", findings, parsed.notes)))
     ledger.event(conn, "conflict", unit.code, "", submissions=ids)
@@ -393,22 +425,24 @@ class _Staging:
         self.conn.execute("CREATE TABLE staged(seq INTEGER PRIMARY KEY, unit TEXT, payload BLOB)")
         # Each unit's files are looked up by this index: a scan per unit made collect quadratic.
         self.conn.execute("CREATE INDEX staged_unit ON staged(unit, seq)")
+        # One transaction for the file's whole life (it is deleted, never committed to): no page writes per record.
+        self.conn.execute("BEGIN")
         self.order: dict[str, int] = {}
 
-    def put(self, unit: str, pending: _Pending, parsed: ReadResult) -> None:
+    def put(self, unit: str, pending: _Pending, staged: _Staged) -> None:
         self.order.setdefault(unit, len(self.order))
         item = pending.item
-        record = (pending.seq, item.name, item.origin, item.received_at, pending.digest, pending.size, parsed)
+        record = (pending.seq, item.name, item.origin, item.received_at, pending.digest, pending.size, staged.record())
         self.conn.execute("INSERT INTO staged VALUES (?,?,?)", (pending.seq, unit, pickle.dumps(record)))
 
     def units(self) -> list[str]:
         return sorted(self.order, key=self.order.__getitem__)
 
-    def group(self, unit: str) -> list[tuple[_Pending, ReadResult]]:
+    def group(self, unit: str) -> list[tuple[_Pending, _Staged]]:
         out = []
         for (payload,) in self.conn.execute("SELECT payload FROM staged WHERE unit = ? ORDER BY seq", (unit,)):
-            seq, name, origin, received, digest, size, parsed = _load_staged(payload)
-            out.append((_Pending(seq, Item(name, None, origin, received), digest, size), parsed))
+            seq, name, origin, received, digest, size, record = _load_staged(payload)
+            out.append((_Pending(seq, Item(name, None, origin, received), digest, size), _Staged.from_record(record)))
         return out
 
     def close(self) -> None:

@@ -547,23 +547,20 @@ class Ledger:
     def add_submission(
         self, conn: sqlite3.Connection, data: SubmissionData, *, digest: str, chash: str, received_at: dt.datetime,
         source: str, file_format: str, state: str, supersedes: int | None, notes: Sequence[str],
+        prepared: tuple[str, list[tuple[Any, ...]], str] | None = None,
     ) -> int:
+        """Store a submission and its values; ``prepared`` is :func:`prepare_submission` of ``data`` if done already."""
+        encoded, value_rows, _chash = prepared if prepared is not None else prepare_submission(data)
         cur = conn.execute(
             "INSERT INTO submissions(unit_code, form_id, form_version, definition_hash, year, sha256, content_hash, "
             "received_at, source, file_format, state, supersedes_id, created_at, run_id, notes, data_json) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (data.unit_code, data.form_id, data.form_version, data.definition_hash, data.year, digest, chash,
              _iso(received_at), source, file_format, state, supersedes, _iso(now()), self.run_id(conn),
-             json.dumps(list(notes), ensure_ascii=False), encode_data(data)))
+             json.dumps(list(notes), ensure_ascii=False), encoded))
         sid = int(cur.lastrowid or 0)
-        rows = []
-        for fid, v in data.values.items():
-            rows.append((sid, fid, 0, "", *_value_columns(v)))
-        for tid, table_rows in data.tables.items():
-            for i, row in enumerate(table_rows, start=1):
-                for col, v in row.items():
-                    rows.append((sid, tid, i, col, *_value_columns(v)))
-        conn.executemany("INSERT INTO submission_values VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO submission_values VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         [(sid, *row) for row in value_rows])
         return sid
 
     def set_current(self, conn: sqlite3.Connection, unit: str, form_id: str, year: int, submission_id: int) -> None:
@@ -574,11 +571,13 @@ class Ledger:
         conn.execute("UPDATE submissions SET state = ? WHERE id = ?", (state, submission_id))
 
     def store_check(self, conn: sqlite3.Connection, submission_id: int, definition_hash: str,
-                    findings: Sequence[Finding]) -> bool:
-        """Store a check result; returns False (and stores nothing) when it equals the latest one."""
+                    findings: Sequence[Finding], new: bool = False) -> bool:
+        """Store a check result; returns False (and stores nothing) when it equals the latest one.
+
+        ``new``: the submission was stored in this transaction, so it has no earlier check to compare."""
         digest = sha256(json.dumps([f.to_dict() for f in findings], sort_keys=True, ensure_ascii=False,
                                    default=str).encode())
-        latest = self.latest_check(submission_id)
+        latest = None if new else self.latest_check(submission_id)
         if latest is not None and latest["digest"] == digest and latest["definition_hash"] == definition_hash:
             return False
         errors = sum(1 for f in findings if f.severity == Severity.ERROR)
@@ -625,11 +624,68 @@ class Ledger:
         return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+def prepare_submission(data: SubmissionData) -> tuple[str, list[tuple[Any, ...]], str]:
+    """``(encode_data(data), its submission_values rows without the submission id, content_hash(data))``.
+
+    One pass over the values instead of three (collect does this while the workers parse the next files);
+    the results equal those of :func:`encode_data`, :meth:`Ledger.add_submission` and :func:`content_hash`."""
+    rows: list[tuple[Any, ...]] = []
+    values: dict[str, list[Any]] = {}
+    for fid, v in data.values.items():
+        values[fid] = _encode_fast(v)
+        rows.append((fid, 0, "", *_value_columns_fast(v)))
+    tables: dict[str, list[dict[str, list[Any]]]] = {}
+    for tid, table_rows in data.tables.items():
+        encoded_rows = tables[tid] = []
+        for i, row in enumerate(table_rows, start=1):
+            encoded_rows.append({c: _encode_fast(v) for c, v in row.items()})
+            for col, v in row.items():
+                rows.append((tid, i, col, *_value_columns_fast(v)))
+    head = {"unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
+            "definition_hash": data.definition_hash, "year": data.year}
+    # json sorts every dict's keys (sort_keys), so the insertion order here does not matter.
+    encoded = json.dumps({**head, "values": values, "tables": tables, "justifications": data.justifications},
+                         ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    canon = {**head, "values": {k: e[:3] for k, e in values.items()},
+             "tables": {t: [{c: e[:3] for c, e in row.items()} for row in rs] for t, rs in tables.items()},
+             "justifications": data.justifications}
+    return encoded, rows, sha256(json.dumps(canon, sort_keys=True, ensure_ascii=False).encode())
+
+
+_STATE_TEXT = {s: s.value for s in ValueState}  # ``state.value`` through the enum is slow in a hot loop
+_NA_TEXT = "không phát sinh"
+
+
+def _encode_fast(v: Value) -> list[Any]:
+    """:func:`_encode_value`, faster."""
+    value = v.value
+    if isinstance(value, dt.date):
+        value = {"date": value.isoformat()}
+    return [_STATE_TEXT[v.state], value, v.raw, v.sheet, v.cell]
+
+
+def _value_columns_fast(v: Value) -> tuple[Any, ...]:
+    """:func:`_value_columns`, faster for the common plain types (others take the reference path)."""
+    value = v.value
+    kind = type(value)
+    if kind is float or kind is int:
+        num, text = value, None
+    elif kind is str:
+        num, text = None, value
+    elif value is None:
+        num = text = None
+    else:
+        return _value_columns(v)
+    if v.state == ValueState.NA:
+        text = _NA_TEXT
+    return (_STATE_TEXT[v.state], num, text, v.raw, v.sheet, v.cell)
+
+
 def _value_columns(v: Value) -> tuple[Any, ...]:
     num = v.value if isinstance(v.value, int | float) and not isinstance(v.value, bool) else None
     text = None
     if v.state == ValueState.NA:
-        text = "không phát sinh"
+        text = _NA_TEXT
     elif isinstance(v.value, dt.date):
         text = v.value.isoformat()
     elif isinstance(v.value, str):

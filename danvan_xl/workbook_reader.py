@@ -275,11 +275,19 @@ def _xls_names(book: Book, data: bytes) -> None:
 
 
 def _add_name(book: Book, raw_name: bytes, raw_ref: bytes, pattern: re.Pattern[str]) -> None:
+    short = len(raw_name) + len(raw_ref) <= 256  # a hostile file's huge names are not kept in the cache
+    name, target = (_parse_name if short else _parse_name.__wrapped__)(raw_name, raw_ref, pattern)
+    if target is not None:
+        book.names[name] = target
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_name(raw_name: bytes, raw_ref: bytes, pattern: re.Pattern[str]) -> tuple[str, tuple[str, str] | None]:
+    """A defined name and the (sheet, A1) it points at; cached, every return carries the template's names."""
     name = _unescape(raw_name)
     ref = _unescape(raw_ref).lstrip("=")
     m = pattern.match(ref)
-    if m:
-        book.names[name] = (m.group("sheet"), f"{m.group('col')}{m.group('row')}")
+    return name, (m.group("sheet"), f"{m.group('col')}{m.group('row')}") if m else None
 
 
 def _unescape(raw: bytes) -> str:

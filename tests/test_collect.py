@@ -385,3 +385,43 @@ def test_events_are_append_only(ws, tmp_path):
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("UPDATE events SET kind = 'x'")
     conn.close()
+
+
+def test_identical_rejected_files_in_one_run_are_duplicates_of_this_run(ws, tmp_path):
+    """Files are hashed while earlier ones are already rejected and stored: a copy still names this run."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.xlsx").write_bytes(b"don_vi,so_don\nX,12\n")
+    (inbox / "b.xlsx").write_bytes(b"don_vi,so_don\nX,12\n")
+    filled(ws, "TN-VP", inbox / "c.xlsx")
+    result = collect(ws, [inbox])
+    outcomes = {o.name: o for o in result.outcomes}
+    assert outcomes["a.xlsx"].outcome == "rejected" and outcomes["c.xlsx"].outcome == "accepted"
+    assert outcomes["b.xlsx"].outcome == "duplicate" and outcomes["b.xlsx"].code == "same-bytes"
+    assert "(a.xlsx, trong lần này)" in outcomes["b.xlsx"].message
+    again = collect(ws, [inbox / "b.xlsx"])  # in a later run the earlier delivery is named with its date
+    assert again.outcomes[0].outcome == "duplicate" and "trong lần này" not in again.outcomes[0].message
+
+
+def test_more_units_than_one_commit_batch_are_all_stored_once(tmp_path):
+    from danvan_xl.collect import COMMIT_UNITS
+    from danvan_xl.sample_data import sample_values
+
+    ws = init_workspace(tmp_path / "ws", issue_date=dt.date(2020, 11, 2))
+    generate(ws)
+    form, units = ws.load_form(), list(ws.load_register())
+    assert len(units) > COMMIT_UNITS
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for unit in units:
+        values, tables = sample_values(form, unit, 2020)
+        fill_template(template(ws, unit.code), inbox / f"{unit.code}.xlsx", values, tables)
+    result = collect(ws, [inbox])
+    assert result.count("accepted") == len(units)
+    conn = sqlite3.connect(ws.ledger_path)
+    try:
+        assert conn.execute("SELECT count(*), count(DISTINCT unit_code) FROM submissions").fetchone() == (len(units),) * 2
+        assert conn.execute("SELECT count(*) FROM current").fetchone()[0] == len(units)
+        assert conn.execute("SELECT count(*) FROM checks").fetchone()[0] == len(units)
+    finally:
+        conn.close()

@@ -201,3 +201,34 @@ def test_export_formats_and_dataframe(returns, tmp_path):
     for unit in na_units:  # "không phát sinh" is <NA> in the typed frame and "na" in the states frame
         assert frame.loc[unit, "don_to_cao"] is not None
     assert st.loc["TN-VP", "tcd_thuong_xuyen_nguoi"] == "blank"
+
+
+def test_prepare_submission_equals_the_reference_encoders():
+    """collect's one-pass encoding (while workers parse) stores exactly what the reference functions give."""
+    from danvan_xl.ledger import _value_columns, content_hash, encode_data, prepare_submission
+    from danvan_xl.submission import SubmissionData, Value
+    from danvan_xl.vocabulary import ValueState
+
+    values = {
+        "a_int": Value("a_int", ValueState.VALUE, 12, None, "S", "D5"),
+        "a_float": Value("a_float", ValueState.VALUE, 1.5, None, "S", "D6"),
+        "a_text": Value("a_text", ValueState.VALUE, "Xã Phú & <Hoà>", None, "S", "D7"),
+        "a_date": Value("a_date", ValueState.VALUE, dt.date(2020, 11, 2), None, "S", "D8"),
+        "a_blank": Value("a_blank", ValueState.BLANK, None, None, "S", "D9"),
+        "a_na": Value("a_na", ValueState.NA, None, "không phát sinh", "S", "D10"),
+        "a_na_text": Value("a_na_text", ValueState.NA, "x", "x", "S", "D11"),
+        "a_bad": Value("a_bad", ValueState.INVALID, None, "mười hai", "S", "D12"),
+        "a_bool": Value("a_bool", ValueState.VALUE, True, None, "S", "D13"),
+    }
+    tables = {"t": [{"c1": Value("c1", ValueState.VALUE, "một", None, "T", "B5"),
+                     "c2": Value("c2", ValueState.VALUE, 3.0, None, "T", "C5")},
+                    {"c1": Value("c1", ValueState.BLANK), "c2": Value("c2", ValueState.NA)}], "u": []}
+    data = SubmissionData("30001", "f", "1.0", "abc", 2020, values, tables, {"r2": "lý do", "r1": "x"})
+    encoded, rows, chash = prepare_submission(data)
+    assert encoded == encode_data(data)
+    assert chash == content_hash(data)
+    reference = [(fid, 0, "", *_value_columns(v)) for fid, v in values.items()]
+    reference += [(tid, i, col, *_value_columns(v)) for tid, rs in tables.items()
+                  for i, row in enumerate(rs, start=1) for col, v in row.items()]
+    assert rows == reference
+    assert [[type(x) for x in r] for r in rows] == [[type(x) for x in r] for r in reference]
