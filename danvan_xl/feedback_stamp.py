@@ -44,6 +44,8 @@ from .units import Unit
 _OPEN, _CLOSE = "\ue020", "\ue021"  # string slot i is written as _OPEN + str(i) + _CLOSE
 _SLOT = re.compile(("(" + _OPEN + r")(\d+)" + _CLOSE).encode())
 _SENTINEL = re.compile(rb"-?7\.7\d{8,}[Ee]\+?299")
+_PIECE = re.compile(b"|".join([_OPEN.encode() + rb"(\d+)" + _CLOSE.encode(), b"(" + _SENTINEL.pattern + b")",
+                               b"(" + _NAME.encode() + b")", b"(" + _CODE.encode() + b")"]))
 _ERROR_CODES = ("#DIV/0!", "#N/A", "#NAME?", "#NULL!", "#NUM!", "#REF!", "#VALUE!")
 _MAX_TEXT = 30000
 _control_escaped = XMLwriter._escape_control_characters
@@ -137,7 +139,7 @@ _VALUE_ARG = {"write_string": (2, "s"), "merge_range": (4, "s"), "write_number":
 @dataclass
 class _Shape:
     key: bytes  # the pickled call list with slots (equal keys: equal calls up to slot values)
-    calls: list[tuple[int, str, tuple, dict]]  # with slots filled by placeholders and sentinels
+    abstract: list[tuple]  # the calls, a slot's argument replaced by its marker
     strings: list[str]  # the unit's string for each string slot
     numbers: list[float]  # cell numbers, by slot
     results: list[Any]  # numeric formula results, by slot
@@ -149,20 +151,19 @@ def _shape(log: list[tuple[int, str, tuple, dict]]) -> _Shape | None:
     strings: list[str] = []
     numbers: list[float] = []
     results: list[Any] = []
-    abstract: list[Any] = []
-    calls: list[tuple[int, str, tuple, dict]] = []
-    for sheet, method, args, kwargs in log:
-        spec = _VALUE_ARG.get(method) if sheet >= 0 else None
-        if spec is None or len(args) <= spec[0]:
-            abstract.append((sheet, method, args, kwargs))
-            calls.append((sheet, method, args, kwargs))
+    abstract: list[tuple] = []
+    for entry in log:
+        spec = _VALUE_ARG.get(entry[1]) if entry[0] >= 0 else None
+        if spec is None or len(entry[2]) <= spec[0]:
+            abstract.append(entry)
             continue
+        sheet, method, args, kwargs = entry
         pos, sort = spec
         value = args[pos]
         marker: Any
         if sort in ("s", "c") or (sort == "f" and isinstance(value, str)):
             if not isinstance(value, str) or value == "" or (sort == "f" and value in _ERROR_CODES):
-                marker, new = ("lit", value), value
+                marker = ("lit", value)
             else:
                 if len(value) > _MAX_TEXT:  # xlsxwriter would cut it
                     return None
@@ -174,23 +175,43 @@ def _shape(log: list[tuple[int, str, tuple, dict]]) -> _Shape | None:
                     string_slot[value] = len(strings)
                     strings.append(value)
                 i = string_slot[value]
-                marker, new = ("s", sort, i), f"{_OPEN}{i}{_CLOSE}"
+                marker = ("s", sort, i)
         elif sort == "n":
             if type(value) not in (int, float) or not math.isfinite(value):
                 return None
-            marker, new = ("n",), _sentinel(len(numbers))
+            marker = ("n",)
             numbers.append(value)
         else:  # formula result that is not a string
             if isinstance(value, bool) or value is None:
-                marker, new = ("lit", value), value
+                marker = ("lit", value)
             elif type(value) in (int, float) and math.isfinite(value):
-                marker, new = ("r", type(value).__name__), _result_sentinel(len(results))
+                marker = ("r",)
                 results.append(value)
             else:
                 return None
         abstract.append((sheet, method, args[:pos], marker, args[pos + 1:], kwargs))
-        calls.append((sheet, method, (*args[:pos], new, *args[pos + 1:]), kwargs))
-    return _Shape(pickle.dumps(abstract, 5), calls, strings, numbers, results)
+    return _Shape(pickle.dumps(abstract, 5), abstract, strings, numbers, results)
+
+
+def _calls(abstract: list[tuple]) -> list[tuple[int, str, tuple, dict]]:
+    """The calls of a shape with placeholder strings and sentinel numbers in its slots."""
+    calls = []
+    numbers = results = 0
+    for entry in abstract:
+        if len(entry) == 4:
+            calls.append(entry)
+            continue
+        sheet, method, before, marker, after, kwargs = entry
+        if marker[0] == "lit":
+            value = marker[1]
+        elif marker[0] == "s":
+            value = f"{_OPEN}{marker[2]}{_CLOSE}"
+        elif marker[0] == "n":
+            value, numbers = _sentinel(numbers), numbers + 1
+        else:
+            value, results = _result_sentinel(results), results + 1
+        calls.append((sheet, method, (*before, value, *after), kwargs))
+    return calls
 
 
 def _replay(calls: list[tuple[int, str, tuple, dict]]) -> bytes | None:
@@ -232,6 +253,7 @@ class _Entry:
     central: bytes
     compressed: bytes
     raw: bytes | None  # uncompressed content when it holds slots or placeholders
+    pieces: tuple[list[bytes], list[tuple[str, int]]] = ([], [])  # raw cut at its slots, and the slots
 
 
 class _Prototype:
@@ -270,6 +292,25 @@ class _Prototype:
             self.entries[i] = replace(entry, central=data[pos:pos + size])
             pos += size
         self.end = data[len(data) - _END.size:]
+        if not self.ok:
+            return
+        where = {f"{_sentinel(i):.16G}".encode(): ("n", i) for i in range(len(shape.numbers))}
+        where |= {str(_result_sentinel(i)).encode(): ("r", i) for i in range(len(shape.results))}
+        for i, entry in enumerate(self.entries):
+            if entry.raw is None or entry.name == _SST:
+                continue
+            segments, slots, at = [], [], 0
+            for m in _PIECE.finditer(entry.raw):
+                segments.append(entry.raw[at:m.start()])
+                at = m.end()
+                if m.group(1) is not None:
+                    slots.append(("s", int(m.group(1))))
+                elif m.group(2) is not None:
+                    slots.append(where[m.group(2)])
+                else:
+                    slots.append(("name", 0) if m.group(3) is not None else ("code", 0))
+            segments.append(entry.raw[at:])
+            self.entries[i] = replace(entry, pieces=(segments, slots))
 
     def _read_sst(self, xml: bytes, n_strings: int) -> None:
         head = re.match(rb'.*?<sst [^>]*count="(\d+)" uniqueCount="(\d+)">', xml, re.DOTALL)
@@ -297,12 +338,14 @@ class _Prototype:
         def real(s: str) -> str:
             return s.replace(_NAME, unit.name).replace(_CODE, unit.code)
 
-        texts = [_escape(real(s)) for s in shape.strings]
-        values: dict[bytes, bytes] = {}
-        for i, v in enumerate(shape.numbers):
-            values[f"{_sentinel(i):.16G}".encode()] = f"{v:.16G}".encode()
-        for i, v in enumerate(shape.results):
-            values[str(_result_sentinel(i)).encode()] = str(v).encode()
+        def fill(sort: str, i: int) -> bytes:
+            if sort == "s":
+                return _escape(real(shape.strings[i]))
+            if sort == "n":
+                return f"{shape.numbers[i]:.16G}".encode()
+            if sort == "r":
+                return str(shape.results[i]).encode()
+            return name if sort == "name" else code
         out = io.BytesIO()
         centrals: list[bytes] = []
         for entry in self.entries:
@@ -312,10 +355,12 @@ class _Prototype:
                 if entry.name == _SST:
                     content = self._sst(shape, real)
                 else:
-                    content = entry.raw.replace(_NAME.encode(), name).replace(_CODE.encode(), code)
-                    if values:
-                        content = _SENTINEL.sub(lambda m: values[m.group(0)], content)
-                    content = _SLOT.sub(lambda m: texts[int(m.group(2))], content)
+                    segments, slots = entry.pieces
+                    joined = [segments[0]]
+                    for (sort, i), segment in zip(slots, segments[1:], strict=True):
+                        joined.append(fill(sort, i))
+                        joined.append(segment)
+                    content = b"".join(joined)
                 compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
                 compressed = compressor.compress(content) + compressor.flush()
                 crc = zlib.crc32(content) & 0xFFFFFFFF
@@ -408,9 +453,10 @@ class FeedbackStamper:
             if not self.eager and shape.key not in self._seen:  # a shape met once is not worth a prototype yet
                 self._seen.add(shape.key)
                 return None
-            text = repr(shape.calls)  # slot markers only where slots are, never in a literal argument
-            marked = sum(1 for c in shape.calls for a in c[2] if isinstance(a, str) and _OPEN in a)
-            data = _replay(shape.calls) if text.count("\\ue020") == marked else None
+            calls = _calls(shape.abstract)
+            text = repr(calls)  # slot markers only where slots are, never in a literal argument
+            marked = sum(1 for c in calls for a in c[2] if isinstance(a, str) and _OPEN in a)
+            data = _replay(calls) if text.count("\\ue020") == marked else None
             proto = _Prototype(data, shape) if data is not None else None
             self._prototypes[shape.key] = proto if proto is not None and proto.ok else None
         proto = self._prototypes[shape.key]
