@@ -162,13 +162,19 @@ def write_feedbacks(setting: FeedbackSetting, workers: int | None = None) -> lis
     return map_ranges(functools.partial(_write_range, setting), 0, len(setting.jobs), workers)
 
 
+_STAMPER: dict[tuple[Form, TemplateContext], Any] = {}  # the FeedbackStamper of the last form and context
+
+
 def _write_range(setting: FeedbackSetting, start: int, stop: int) -> list[Path]:
     from .feedback_stamp import FeedbackStamper
     from .fsio import fsync_file, write_atomic
     from .ledger import Ledger
 
     paths = []
-    stamper = FeedbackStamper(setting.form, setting.ctx)
+    stamper = _STAMPER.get((setting.form, setting.ctx))
+    if stamper is None:  # one per process and run: its prototypes serve every chunk the process gets
+        _STAMPER.clear()
+        stamper = _STAMPER[(setting.form, setting.ctx)] = FeedbackStamper(setting.form, setting.ctx)
     with Ledger.open_readonly(setting.ledger_path) as ledger:
         for job in setting.jobs[start:stop]:
             prefill, annotations, sheet = feedback_parts(

@@ -48,6 +48,7 @@ _PIECE = re.compile(b"|".join([_OPEN.encode() + rb"(\d+)" + _CLOSE.encode(), b"(
                                b"(" + _NAME.encode() + b")", b"(" + _CODE.encode() + b")"]))
 _ERROR_CODES = ("#DIV/0!", "#N/A", "#NAME?", "#NULL!", "#NUM!", "#REF!", "#VALUE!")
 _MAX_TEXT = 30000
+_MAX_PROTOTYPES = 200
 _control_escaped = XMLwriter._escape_control_characters
 _SST = "xl/sharedStrings.xml"
 
@@ -457,6 +458,8 @@ class FeedbackStamper:
             text = repr(calls)  # slot markers only where slots are, never in a literal argument
             marked = sum(1 for c in calls for a in c[2] if isinstance(a, str) and _OPEN in a)
             data = _replay(calls) if text.count("\\ue020") == marked else None
+            if len(self._prototypes) >= _MAX_PROTOTYPES:  # many different shapes: keep memory bounded
+                self._prototypes.clear()
             proto = _Prototype(data, shape) if data is not None else None
             self._prototypes[shape.key] = proto if proto is not None and proto.ok else None
         proto = self._prototypes[shape.key]
