@@ -59,6 +59,16 @@ def build_feedback(
     *, office: str, reply_by: str, prev: dict[str, Any] | None = None,
 ) -> bytes:
     """The feedback workbook's bytes for one unit."""
+    prefill, annotations, sheet = feedback_parts(form, submission, findings, office=office, reply_by=reply_by,
+                                                 prev=prev)
+    return build_template(form, unit, ctx, prefill=prefill, annotations=annotations, feedback=sheet)
+
+
+def feedback_parts(
+    form: Form, submission: Submission, findings: Sequence[Finding], *, office: str, reply_by: str,
+    prev: dict[str, Any] | None = None,
+) -> tuple[Prefill, list[Annotation], FeedbackSheet]:
+    """What the template writer needs for one unit's feedback workbook."""
     todo = open_findings(findings)
     notes: dict[tuple[str, str], list[Finding]] = {}
     for f in todo:
@@ -79,8 +89,7 @@ def build_feedback(
              f"(ô tô đỏ; đưa chuột vào ô để đọc ghi chú). Đề nghị đơn vị điều chỉnh trực tiếp trong tệp này và gửi lại "
              f"{reply_by}. Với Cảnh báo, nếu số liệu đúng thực tế, ghi giải trình ở trang KiemTra, cột G.")
     sheet = FeedbackSheet("KẾT QUẢ KIỂM TRA SỐ LIỆU", intro, rows)
-    return build_template(form, unit, ctx, prefill=prefill_from(submission, prev), annotations=annotations,
-                          feedback=sheet)
+    return prefill_from(submission, prev), annotations, sheet
 
 
 def _cells_of(form: Form, f: Finding) -> list[Cell]:
@@ -153,15 +162,25 @@ def write_feedbacks(setting: FeedbackSetting, workers: int | None = None) -> lis
     return map_ranges(functools.partial(_write_range, setting), 0, len(setting.jobs), workers)
 
 
+_STAMPER: dict[tuple[Form, TemplateContext], Any] = {}  # the FeedbackStamper of the last form and context
+
+
 def _write_range(setting: FeedbackSetting, start: int, stop: int) -> list[Path]:
+    from .feedback_stamp import FeedbackStamper
     from .fsio import fsync_file, write_atomic
     from .ledger import Ledger
 
     paths = []
+    stamper = _STAMPER.get((setting.form, setting.ctx))
+    if stamper is None:  # one per process and run: its prototypes serve every chunk the process gets
+        _STAMPER.clear()
+        stamper = _STAMPER[(setting.form, setting.ctx)] = FeedbackStamper(setting.form, setting.ctx)
     with Ledger.open_readonly(setting.ledger_path) as ledger:
         for job in setting.jobs[start:stop]:
-            data = build_feedback(setting.form, job.unit, setting.ctx, ledger.submission(job.submission_id),
-                                  job.findings, office=setting.office, reply_by=setting.reply_by, prev=job.prev)
+            prefill, annotations, sheet = feedback_parts(
+                setting.form, ledger.submission(job.submission_id), job.findings, office=setting.office,
+                reply_by=setting.reply_by, prev=job.prev)
+            data = stamper.build(job.unit, prefill, annotations, sheet)
             paths.append(write_atomic(setting.out / f"{job.unit.code}.xlsx", data, durable=False))
     for p in paths:
         fsync_file(p)

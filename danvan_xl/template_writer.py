@@ -113,11 +113,7 @@ def build_template(
     """Return the bytes of the unit's workbook; the same inputs always give the same bytes."""
     layout = build_layout(form)
     buffer = io.BytesIO()
-    wb = xlsxwriter.Workbook(buffer, {
-        "in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
-        "strings_to_numbers": False,
-        "default_format_properties": {"font_name": FONT, "font_size": 12},
-    })
+    wb = new_workbook(buffer)
     writer = _Writer(form, layout, unit, ctx, wb, prefill or Prefill(), annotations)
     try:
         writer.write(feedback)
@@ -127,6 +123,15 @@ def build_template(
     except Exception as err:  # xlsxwriter raises a handful of types for misuse
         raise TemplateBuildError(f"Không tạo được biểu mẫu cho {unit.code}: {err}") from err
     return buffer.getvalue()
+
+
+def new_workbook(buffer: io.BytesIO) -> Workbook:
+    """The xlsxwriter workbook every template and feedback workbook is written into."""
+    return xlsxwriter.Workbook(buffer, {
+        "in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+        "strings_to_numbers": False,
+        "default_format_properties": {"font_name": FONT, "font_size": 12},
+    })
 
 
 class _Worksheet(Worksheet):
