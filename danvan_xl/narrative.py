@@ -31,7 +31,7 @@ from .errors import DanvanError
 from .expr import NA
 from .form import Form, Section
 from .fsio import write_text_atomic
-from .submission import Submission, SubmissionData
+from .submission import PlainData, PlainSubmission, Submission, SubmissionData
 from .textnorm import (
     clean_text,
     format_count,
@@ -278,8 +278,11 @@ def _join_lines(lines: list[str]) -> str:
 
 # ------------------------------------------------------------------ values seen by templates
 
+_NUMBER_TYPES = (int, float)
+
+
 def _is_num(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _NUMBER_TYPES) and not isinstance(value, bool)
 
 
 def _plain(value: Any) -> Any:
@@ -293,21 +296,34 @@ def _plain(value: Any) -> Any:
 
 
 class FieldValues:
-    """Field id → plain value (number, text, date, ``NA`` or None), by attribute or key."""
+    """Field id → plain value (number, text, date, ``NA`` or None), by attribute or key.
+
+    Each value is made plain (:func:`_plain`) when first read and kept: a report reads a few of a
+    submission's ~80 values, the district report some of them for thousands of units."""
+
+    __slots__ = ("_raw", "_values")
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
-        self._values = {k: _plain(v) for k, v in (values or {}).items()}
+        self._raw = dict(values) if values else {}
+        self._values: dict[str, Any] = {}
+
+    def _value(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            value = self._values[name] = _plain(self._raw.get(name))
+            return value
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return self._values.get(name)
+        return self._value(name)
 
     def __getitem__(self, name: str) -> Any:
-        return self._values.get(name)
+        return self._value(name)
 
     def get(self, name: str, default: Any = None) -> Any:
-        value = self._values.get(name)
+        value = self._value(name)
         return default if value is None else value
 
 
@@ -444,10 +460,25 @@ def _environment(folder: Path, options: NarrativeOptions) -> SandboxedEnvironmen
     return _cached_environment(folder.resolve(), options.pad_small_counts)
 
 
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, with a short way to the public attributes of the objects made here for the
+    templates (values, units, sections …) and of Jinja's own modules and loops: for those the
+    sandbox's checks (no "_" attribute; no internals of functions, frames, generators; no
+    ``str.format``) always pass, so the attribute is returned as the sandbox would return it."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) in _TRUSTED and not attribute.startswith("_"):
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                pass  # the sandbox's own way: obj[attribute], else undefined
+        return super().getattr(obj, attribute)
+
+
 @functools.lru_cache(maxsize=16)
 def _cached_environment(folder: Path, pad: bool) -> SandboxedEnvironment:
     """Compiling the templates is most of the work; the loader still reloads a file edited since."""
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         loader=jinja2.FileSystemLoader(str(folder), encoding="utf-8"), autoescape=False,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         extensions=["jinja2.ext.do"], finalize=_finalize,
@@ -616,14 +647,13 @@ def _unit_sections(form: Form, values: FieldValues) -> list[SectionView]:
         paragraphs = []
         for fid in s.fields:
             f = form.fields[fid]
-            text = values[fid]
-            if f.kind == Kind.PARAGRAPH and isinstance(text, str) and text.strip():
+            if f.kind == Kind.PARAGRAPH and isinstance(text := values[fid], str) and text.strip():
                 paragraphs.append(ParagraphView(f.label, text))
         out.append(SectionView(s.id, s.number, s.title, _section_level(s.number), tuple(paragraphs)))
     return out
 
 
-def _model_rows(data: SubmissionData, table: str = "dvk_mo_hinh") -> list[FieldValues]:
+def _model_rows(data: SubmissionData | PlainData, table: str = "dvk_mo_hinh") -> list[FieldValues]:
     rows = [FieldValues(r) for r in data.rows(table)]
     return [r for r in rows if isinstance(r.ten_mo_hinh, str) and r.ten_mo_hinh.strip()]
 
@@ -654,7 +684,7 @@ class DistrictInput:
     office: Office
     register: Register
     year: int
-    submissions: Sequence[Submission]
+    submissions: Sequence[Submission | PlainSubmission]  # unit_code, errors and data (plain() and rows()) are read
     missing: Sequence[Unit]
     with_errors: Sequence[Unit]
     prev_totals: Mapping[str, Any] | None = None  # last year's district totals per field id
@@ -683,7 +713,12 @@ class FieldSummary:
 
     @property
     def positive(self) -> list[tuple[UnitView, Any]]:
-        return [(u, v) for u, v in self.values if _is_num(v) and v > 0]
+        return list(self._positive)
+
+    @functools.cached_property
+    def _positive(self) -> tuple[tuple[UnitView, Any], ...]:
+        """Found once: templates ask for ``positive`` several times (each still gets its own list)."""
+        return tuple((u, v) for u, v in self.values if _is_num(v) and v > 0)
 
 
 @dataclass(frozen=True)
@@ -736,7 +771,7 @@ def _unit_of(register: Register, code: str) -> UnitView:
 
 def _total(field_id: str, rows: Sequence[tuple[UnitView, FieldValues]]) -> Any:
     """Sum of the units' values; ``NA`` when every answer was "không phát sinh"; None when nobody answered."""
-    answers = [d[field_id] for _, d in rows if d[field_id] is NA or _is_num(d[field_id])]
+    answers = [v for _, d in rows if (v := d[field_id]) is NA or _is_num(v)]
     numbers = [v for v in answers if _is_num(v)]
     if numbers:
         return _plain(sum(numbers))
@@ -754,7 +789,7 @@ def _district_sections(form: Form, rows: Sequence[tuple[UnitView, FieldValues]],
 def _summarise(f: Any, rows: Sequence[tuple[UnitView, FieldValues]], prev: FieldValues) -> FieldSummary | None:
     if f.kind in (Kind.PARAGRAPH, Kind.TABLE, Kind.TEXT, Kind.DATE) or f.prefill or f.computed:
         return None
-    answered = [(u, d[f.id]) for u, d in rows if d[f.id] is NA or _is_num(d[f.id]) or isinstance(d[f.id], str)]
+    answered = [(u, v) for u, d in rows if (v := d[f.id]) is NA or _is_num(v) or isinstance(v, str)]
     if not answered:
         return None
     options: list[tuple[str, tuple[UnitView, ...]]] = []
@@ -768,7 +803,7 @@ def _summarise(f: Any, rows: Sequence[tuple[UnitView, FieldValues]], prev: Field
     )
 
 
-def _models(rows: Sequence[tuple[UnitView, FieldValues]], subs: Sequence[Submission]) -> dict[str, Any]:
+def _models(rows: Sequence[tuple[UnitView, FieldValues]], subs: Sequence[Submission | PlainSubmission]) -> dict[str, Any]:
     """The "Dân vận khéo" models per unit, and how many per lĩnh vực."""
     models = [(u, m) for (u, _), s in zip(rows, subs, strict=True) if (m := _model_rows(s.data))]
     fields: dict[str, int] = {}
@@ -779,7 +814,7 @@ def _models(rows: Sequence[tuple[UnitView, FieldValues]], subs: Sequence[Submiss
     return {"models": models, "model_total": sum(len(m) for _, m in models), "model_fields": list(fields.items())}
 
 
-def _coverage(inp: DistrictInput, subs: Sequence[Submission]) -> dict[str, Any]:
+def _coverage(inp: DistrictInput, subs: Sequence[Submission | PlainSubmission]) -> dict[str, Any]:
     received = {s.unit_code for s in subs} | {u.code for u in inp.with_errors}
     register = list(inp.register)
     blocks = []
@@ -827,6 +862,11 @@ def _band(minimum: float, upper: float | None) -> str:
         return f"dưới {high} điểm"
     return f"từ {low} đến dưới {high} điểm"
 
+
+# Objects whose public attributes templates read through :class:`_Sandbox`'s short way: none of them
+# is a function, method, class, code, frame, traceback or generator, nor gives ``str.format``.
+_TRUSTED = frozenset({FieldValues, UnitView, SectionView, ParagraphView, FieldSummary, GradeRow,
+                      jinja2.environment.TemplateModule, jinja2.runtime.LoopContext})
 
 __all__ = [
     "DISTRICT_TEMPLATE", "QUOC_HIEU", "TIEU_NGU", "UNIT_TEMPLATE", "Block", "BlockKind", "DistrictInput",
