@@ -394,6 +394,13 @@ class Ledger:
             raise LedgerError(f"Không có bản nộp số {submission_id}")
         return self._submission(row)
 
+    def plain_data(self, submission_id: int) -> PlainData:
+        """``submission(submission_id).data``'s plain values and table rows only (see :func:`decode_plain`)."""
+        row = self.conn.execute("SELECT data_json FROM submissions WHERE id = ?", (submission_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"Không có bản nộp số {submission_id}")
+        return decode_plain(row[0])
+
     def _submission(self, row: sqlite3.Row) -> Submission:
         errors, warnings = self._counts(row["id"])
         return Submission(

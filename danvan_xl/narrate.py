@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,20 +152,30 @@ def _write_units(setting: _Setting, workers: int) -> list[Written]:
 
 def _write_range(setting: _Setting, start: int, stop: int) -> list[Written]:
     """Jobs ``start:stop``: written atomically, then each file fsynced once (reports can be made
-    again from the ledger, so, as templates, they skip the two syncs per file on the way)."""
+    again from the ledger, so, as templates, they skip the two syncs per file on the way). The
+    fsyncs run on a thread beside the writing (waiting for the disk, not for the interpreter) and
+    all of them have returned before the range does."""
     written = []
-    # Checked (SQLite quick check) by write_narratives at the start of this command: a full read of
-    # the ledger, too costly to repeat for every range.
-    with Ledger.open_readonly(setting.ledger_path, verify=False) as ledger:
-        for job in setting.jobs[start:stop]:
-            data = ledger.submission(job.submission_id).data
-            report = unit_report(setting.form, job.unit, data, year=setting.year, prev=job.prev,
-                                 options=setting.options, collector=setting.collector)
-            written.append(_write(setting.out, report, job.unit.code, job.unit.name, job.note, durable=False))
-    for w in written:
-        fsync_file(w.docx)
-        fsync_file(w.markdown)
+    with ThreadPoolExecutor(1) as syncer:
+        synced = []
+        # Checked (SQLite quick check) by write_narratives at the start of this command: a full read
+        # of the ledger, too costly to repeat for every range.
+        with Ledger.open_readonly(setting.ledger_path, verify=False) as ledger:
+            for job in setting.jobs[start:stop]:
+                data = ledger.plain_data(job.submission_id)
+                report = unit_report(setting.form, job.unit, data, year=setting.year, prev=job.prev,
+                                     options=setting.options, collector=setting.collector)
+                w = _write(setting.out, report, job.unit.code, job.unit.name, job.note, durable=False)
+                written.append(w)
+                synced.append(syncer.submit(_fsync_both, w))
+        for future in synced:
+            future.result()
     return written
+
+
+def _fsync_both(w: Written) -> None:
+    fsync_file(w.docx)
+    fsync_file(w.markdown)
 
 
 def _write(out: Path, report: Any, code: str, name: str, note: str = "", *, durable: bool = True) -> Written:

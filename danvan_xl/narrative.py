@@ -63,6 +63,8 @@ _XML_ILLEGAL = re.compile("[\ud800-\udfff\ufffe\uffff\ue000\ue001]")
 # Private-use markers around text typed by units: inside them "#" never starts a heading.
 _LIT_OPEN, _LIT_CLOSE = "\ue000", "\ue001"
 _HEADING = re.compile(r"^(#{1,4})\s+(.*)$")
+_SPACE_RUN = re.compile(r" {2,}")
+_WHITE_SPACE = re.compile(r"\s+")
 _ROMAN = re.compile(r"^[IVXLC]+$")
 
 
@@ -273,7 +275,7 @@ def _join_lines(lines: list[str]) -> str:
         if not line:
             continue
         text = f"{text}{line}" if not text or line[0] in ",.;:)" else f"{text} {line}"
-    return re.sub(r" {2,}", " ", text).strip()
+    return (_SPACE_RUN.sub(" ", text) if "  " in text else text).strip()
 
 
 # ------------------------------------------------------------------ values seen by templates
@@ -423,7 +425,7 @@ def _clauses(parts: Iterable[Any], sep: str = ", ") -> str:
     for part in parts:
         if isinstance(part, jinja2.Undefined) or part is None:
             continue
-        text = re.sub(r"\s+", " ", str(part)).strip()
+        text = _WHITE_SPACE.sub(" ", str(part)).strip()
         if text:
             out.append(text)
     return sep.join(out)
@@ -438,7 +440,7 @@ def _and_list(items: Iterable[Any], last: str = " và ") -> str:
 
 def _sentence(text: Any) -> str:
     """Capitalise the first letter and end with a full stop: "trong năm …" → "Trong năm … ."."""
-    text = re.sub(r"\s+", " ", str(text)).strip()
+    text = _WHITE_SPACE.sub(" ", str(text)).strip()
     if not text:
         return ""
     text = text[:1].upper() + text[1:]
@@ -612,7 +614,7 @@ def _recipients(lines: Iterable[Any]) -> tuple[str, ...]:
 # ------------------------------------------------------------------ the unit report
 
 def unit_report(
-    form: Form, unit: Unit, data: SubmissionData, *, year: int, prev: Mapping[str, Any] | None = None,
+    form: Form, unit: Unit, data: SubmissionData | PlainData, *, year: int, prev: Mapping[str, Any] | None = None,
     options: NarrativeOptions = NarrativeOptions(), collector: str = "",
 ) -> Report:
     """Write a unit's report from its submission, in the seed's outline and wording.
