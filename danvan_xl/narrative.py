@@ -288,6 +288,8 @@ def _is_num(value: Any) -> bool:
 
 
 def _plain(value: Any) -> Any:
+    if value is None or type(value) is int:  # the common cases first (bool is not int here)
+        return value
     if isinstance(value, bool):  # a Có/Không answer read as a boolean
         return _Text(YES if value else NO)
     if isinstance(value, float) and value.is_integer():
@@ -295,6 +297,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str):
         return _Text(clean(value))
     return value
+
+
+_UNREAD = object()
 
 
 class FieldValues:
@@ -310,11 +315,10 @@ class FieldValues:
         self._values: dict[str, Any] = {}
 
     def _value(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
+        value = self._values.get(name, _UNREAD)
+        if value is _UNREAD:
             value = self._values[name] = _plain(self._raw.get(name))
-            return value
+        return value
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -475,6 +479,13 @@ class _Sandbox(SandboxedEnvironment):
             except AttributeError:
                 pass  # the sandbox's own way: obj[attribute], else undefined
         return super().getattr(obj, attribute)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """A template's own macros are always safe to call (the sandbox's check looks for
+        ``unsafe_callable`` / ``alters_data`` attributes, which a macro never has)."""
+        if type(__obj) is jinja2.runtime.Macro:
+            return __context.call(__obj, *args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 @functools.lru_cache(maxsize=16)
@@ -773,7 +784,12 @@ def _unit_of(register: Register, code: str) -> UnitView:
 
 def _total(field_id: str, rows: Sequence[tuple[UnitView, FieldValues]]) -> Any:
     """Sum of the units' values; ``NA`` when every answer was "không phát sinh"; None when nobody answered."""
-    answers = [v for _, d in rows if (v := d[field_id]) is NA or _is_num(v)]
+    return _sum_answers([d[field_id] for _, d in rows])
+
+
+def _sum_answers(values: Iterable[Any]) -> Any:
+    """:func:`_total` of the units' values, in register order."""
+    answers = [v for v in values if v is NA or _is_num(v)]
     numbers = [v for v in answers if _is_num(v)]
     if numbers:
         return _plain(sum(numbers))
@@ -800,7 +816,7 @@ def _summarise(f: Any, rows: Sequence[tuple[UnitView, FieldValues]], prev: Field
         options = [(label, tuple(u for u, v in answered if v == label)) for label in labels]
     summable = f.summable and f.kind in NUMERIC_KINDS
     return FieldSummary(
-        f.id, f.label, f.unit, str(f.kind), summable, _total(f.id, rows) if summable else None,
+        f.id, f.label, f.unit, str(f.kind), summable, _sum_answers(v for _, v in answered) if summable else None,
         prev[f.id] if summable else None, tuple(answered), tuple(options), len(answered),
     )
 
