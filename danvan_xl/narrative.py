@@ -216,9 +216,12 @@ class _Text(str):
 _CONTROL_KEEP_NL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
+_AS_IS = (_Raw, jinja2.Undefined)
+
+
 def _finalize(value: Any) -> Any:
     """Every ``{{ … }}`` output: data is protected, template text keeps its spaces and line breaks."""
-    if isinstance(value, _Raw | jinja2.Undefined):
+    if isinstance(value, _AS_IS):
         return value
     if isinstance(value, _Text):  # inline: one line (use the ``para`` filter for paragraphs)
         return _Raw(f"{_LIT_OPEN}{clean(value, multiline=False)}{_LIT_CLOSE}")
@@ -228,7 +231,18 @@ def _finalize(value: Any) -> Any:
         return "không phát sinh"
     if isinstance(value, float):  # ints print as they are: {{ year }} is 2020, not 2.020
         return format_number(value)
+    if type(value) is str or type(value) is int:  # the same words and numbers come back report after report
+        done = _FINALIZED.get(value)
+        if done is None:
+            if len(_FINALIZED) >= _FINALIZED_MAX:
+                _FINALIZED.clear()
+            done = _FINALIZED[value] = _CONTROL_KEEP_NL.sub("", nfc(str(value)))
+        return done
     return _CONTROL_KEEP_NL.sub("", nfc(str(value)))
+
+
+_FINALIZED: dict[str | int, str] = {}
+_FINALIZED_MAX = 20_000
 
 
 def parse_blocks(text: str) -> list[Block]:
@@ -463,7 +477,12 @@ def _no_title(_text: Any) -> str:
 def _environment(folder: Path, options: NarrativeOptions) -> SandboxedEnvironment:
     if not folder.is_dir():
         raise NarrativeError(f"Không tìm thấy thư mục mẫu câu chữ báo cáo {folder}")
-    return _cached_environment(folder.resolve(), options.pad_small_counts)
+    return _cached_environment(_resolved(folder), options.pad_small_counts)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(folder: Path) -> Path:
+    return folder.resolve()
 
 
 class _Sandbox(SandboxedEnvironment):
@@ -656,14 +675,20 @@ def unit_report(
 
 def _unit_sections(form: Form, values: FieldValues) -> list[SectionView]:
     out = []
-    for s in _numbered_sections(form):
-        paragraphs = []
-        for fid in s.fields:
-            f = form.fields[fid]
-            if f.kind == Kind.PARAGRAPH and isinstance(text := values[fid], str) and text.strip():
-                paragraphs.append(ParagraphView(f.label, text))
-        out.append(SectionView(s.id, s.number, s.title, _section_level(s.number), tuple(paragraphs)))
+    for s, level, paragraph_fields in _outline(form):
+        paragraphs = tuple(ParagraphView(label, text) for fid, label in paragraph_fields
+                           if isinstance(text := values[fid], str) and text.strip())
+        out.append(SectionView(s.id, s.number, s.title, level, paragraphs))
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _outline(form: Form) -> tuple[tuple[Section, int, tuple[tuple[str, str], ...]], ...]:
+    """The numbered sections of a loaded form (forms compare by identity), each with its level and
+    its paragraph fields (id, label), in order: the same for every unit report."""
+    return tuple((s, _section_level(s.number), tuple((fid, form.fields[fid].label) for fid in s.fields
+                                                     if form.fields[fid].kind == Kind.PARAGRAPH))
+                 for s in _numbered_sections(form))
 
 
 def _model_rows(data: SubmissionData | PlainData, table: str = "dvk_mo_hinh") -> list[FieldValues]:
