@@ -167,12 +167,21 @@ _MD_LINE_START = re.compile(r"^(#{1,6}(?=\s|$)|[-+*=>|~]|\d+(?=[.)]))")
 
 def _md(text: str, *, start: bool = True) -> str:
     """Escape text for Markdown so it renders literally (and un-escapes to the .docx text)."""
-    text = _MD_ENTITY.sub(r"\\&", _MD_INLINE.sub(r"\\\1", text))
-    if start:
+    # (Replacement functions rather than r"\\\1" templates: a template is parsed again on every call.)
+    text = _MD_ENTITY.sub(_escaped_amp, _MD_INLINE.sub(_escaped_group, text))
+    if start and (m := _MD_LINE_START.match(text)):  # the pattern is anchored: at most one match, at 0
         # "2019. …" would start an ordered list: escape the dot; other markers get a leading backslash.
-        text = _MD_LINE_START.sub(lambda m: m.group(0) + "\\" if m.group(0)[0].isdigit() else "\\" + m.group(0),
-                                  text, count=1)
+        mark = m.group(0)
+        text = (mark + "\\" if mark[0].isdigit() else "\\" + mark) + text[m.end():]
     return text
+
+
+def _escaped_group(m: re.Match[str]) -> str:
+    return "\\" + m.group(1)
+
+
+def _escaped_amp(_m: re.Match[str]) -> str:
+    return "\\&"
 
 
 def _merge_items(text: str) -> str:

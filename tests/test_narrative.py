@@ -22,6 +22,8 @@ import pytest
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml.ns import qn
 from helpers import SEED_MODELS, SEED_VALUES, soffice_convert
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from danvan_xl import forkpool
@@ -793,3 +795,21 @@ def test_libreoffice_converts_to_pdf(soffice, form, register, district, tmp_path
         assert "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM" in text and "153/182 đơn" in text
         pages = text.split("\f")
         assert pages[1].split()[0] == "2" and pages[0].split()[0] != "1"  # numbered from page 2, at the top
+
+
+def _md_reference(text: str, *, start: bool = True) -> str:
+    """The Markdown escaping as first written (template replacements, ``sub`` with ``count=1``)."""
+    from danvan_xl.narrative import _MD_ENTITY, _MD_INLINE, _MD_LINE_START
+
+    text = _MD_ENTITY.sub(r"\\&", _MD_INLINE.sub(r"\\\1", text))
+    if start:
+        text = _MD_LINE_START.sub(lambda m: m.group(0) + "\\" if m.group(0)[0].isdigit() else "\\" + m.group(0),
+                                  text, count=1)
+    return text
+
+
+@given(st.text(alphabet="#-+*=>|~0123456789.)&;amp\\`_[]< \nxĐ", max_size=24), st.booleans())
+def test_markdown_escaping_matches_the_first_version(text, start):
+    from danvan_xl.narrative import _md
+
+    assert _md(text, start=start) == _md_reference(text, start=start)
