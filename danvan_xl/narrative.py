@@ -349,7 +349,10 @@ class FieldValues:
         return self._value(name)
 
     def __getitem__(self, name: str) -> Any:
-        return self._value(name)
+        value = self._values.get(name, _UNREAD)  # (_value, inlined: the district report reads ~1,000 per unit)
+        if value is _UNREAD:
+            value = self._values[name] = _plain(self._raw.get(name))
+        return value
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self._value(name)
