@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ from .form import Form
 from .fsio import fsync_file, prepare_dir, sync_dir
 from .ledger import Ledger, WorkspaceLock
 from .narrative import DistrictInput, NarrativeOptions, district_report, unit_report, write_markdown
-from .status import compute_status
 from .units import Unit
 from .workspace import Workspace
 
@@ -89,7 +89,7 @@ def write_narratives(
     options = options or NarrativeOptions()
     with WorkspaceLock(ws.lock_path, "danvan narrative"), Ledger.open_readonly(ws.ledger_path) as ledger:
         index = ledger.current_index(form.id, ws.year)  # ids and error counts only: the data stays in the ledger
-        prev = ledger.current_values(form.id, ws.year - 1)
+        prev = {s.unit_code: s.data.plain() for s in ledger.current_plain(form.id, ws.year - 1)}
     unit_reports = bool(units) or not district
     jobs: list[_UnitJob] = []
     for unit in selected if unit_reports else []:
@@ -116,15 +116,27 @@ def write_narratives(
 def _write_district(ws: Workspace, form: Form, register: Any, prev: dict[str, Any], options: NarrativeOptions,
                     out: Path) -> Written:
     """The collecting office's report: every accepted submission is needed for its totals and lists."""
-    with WorkspaceLock(ws.lock_path, "danvan narrative"), Ledger.open_readonly(ws.ledger_path) as ledger:
-        current = ledger.current_submissions(form.id, ws.year)
-        statuses = compute_status(ledger, form, register, ws.year, ws.deadline)
+    with WorkspaceLock(ws.lock_path, "danvan narrative"), Ledger.open_readonly(ws.ledger_path, verify=False) as ledger:
+        current = ledger.current_plain(form.id, ws.year)  # plain values only: states and cells are not needed
+        missing, with_errors = _chase_lists(ledger, form, register, ws.year)
     accepted = [s for s in current if not s.errors]
-    missing = [st.unit for st in statuses if st.state == "missing"]
-    with_errors = [st.unit for st in statuses if st.state in ("with_errors", "conflict")]
     inp = DistrictInput(ws.office, register, ws.year, accepted, missing, with_errors,
                         prev_totals=_totals(form, prev) if prev else None)
     return _write(out, district_report(form, inp, options=options), "", ws.office.name)
+
+
+def _chase_lists(ledger: Ledger, form: Form, register: Any, year: int) -> tuple[list[Unit], list[Unit]]:
+    """The units :func:`status.compute_status` calls "missing", and "with_errors" or "conflict", in
+    register order, from two queries instead of several per unit."""
+    conflicts = ledger.conflicts(form.id, year)
+    index = ledger.current_index(form.id, year)
+    missing, with_errors = [], []
+    for unit in register:
+        if unit.code in conflicts or (unit.code in index and index[unit.code][1]):
+            with_errors.append(unit)
+        elif unit.code not in index:
+            missing.append(unit)
+    return missing, with_errors
 
 
 def _write_units(setting: _Setting, workers: int) -> list[Written]:
@@ -140,18 +152,30 @@ def _write_units(setting: _Setting, workers: int) -> list[Written]:
 
 def _write_range(setting: _Setting, start: int, stop: int) -> list[Written]:
     """Jobs ``start:stop``: written atomically, then each file fsynced once (reports can be made
-    again from the ledger, so, as templates, they skip the two syncs per file on the way)."""
+    again from the ledger, so, as templates, they skip the two syncs per file on the way). The
+    fsyncs run on a thread beside the writing (waiting for the disk, not for the interpreter) and
+    all of them have returned before the range does."""
     written = []
-    with Ledger.open_readonly(setting.ledger_path) as ledger:
-        for job in setting.jobs[start:stop]:
-            data = ledger.submission(job.submission_id).data
-            report = unit_report(setting.form, job.unit, data, year=setting.year, prev=job.prev,
-                                 options=setting.options, collector=setting.collector)
-            written.append(_write(setting.out, report, job.unit.code, job.unit.name, job.note, durable=False))
-    for w in written:
-        fsync_file(w.docx)
-        fsync_file(w.markdown)
+    with ThreadPoolExecutor(1) as syncer:
+        synced = []
+        # Checked (SQLite quick check) by write_narratives at the start of this command: a full read
+        # of the ledger, too costly to repeat for every range.
+        with Ledger.open_readonly(setting.ledger_path, verify=False) as ledger:
+            for job in setting.jobs[start:stop]:
+                data = ledger.plain_data(job.submission_id)
+                report = unit_report(setting.form, job.unit, data, year=setting.year, prev=job.prev,
+                                     options=setting.options, collector=setting.collector)
+                w = _write(setting.out, report, job.unit.code, job.unit.name, job.note, durable=False)
+                written.append(w)
+                synced.append(syncer.submit(_fsync_both, w))
+        for future in synced:
+            future.result()
     return written
+
+
+def _fsync_both(w: Written) -> None:
+    fsync_file(w.docx)
+    fsync_file(w.markdown)
 
 
 def _write(out: Path, report: Any, code: str, name: str, note: str = "", *, durable: bool = True) -> Written:

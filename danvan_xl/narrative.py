@@ -31,7 +31,7 @@ from .errors import DanvanError
 from .expr import NA
 from .form import Form, Section
 from .fsio import write_text_atomic
-from .submission import Submission, SubmissionData
+from .submission import PlainData, PlainSubmission, Submission, SubmissionData
 from .textnorm import (
     clean_text,
     format_count,
@@ -63,6 +63,8 @@ _XML_ILLEGAL = re.compile("[\ud800-\udfff\ufffe\uffff\ue000\ue001]")
 # Private-use markers around text typed by units: inside them "#" never starts a heading.
 _LIT_OPEN, _LIT_CLOSE = "\ue000", "\ue001"
 _HEADING = re.compile(r"^(#{1,4})\s+(.*)$")
+_SPACE_RUN = re.compile(r" {2,}")
+_WHITE_SPACE = re.compile(r"\s+")
 _ROMAN = re.compile(r"^[IVXLC]+$")
 
 
@@ -165,12 +167,21 @@ _MD_LINE_START = re.compile(r"^(#{1,6}(?=\s|$)|[-+*=>|~]|\d+(?=[.)]))")
 
 def _md(text: str, *, start: bool = True) -> str:
     """Escape text for Markdown so it renders literally (and un-escapes to the .docx text)."""
-    text = _MD_ENTITY.sub(r"\\&", _MD_INLINE.sub(r"\\\1", text))
-    if start:
+    # (Replacement functions rather than r"\\\1" templates: a template is parsed again on every call.)
+    text = _MD_ENTITY.sub(_escaped_amp, _MD_INLINE.sub(_escaped_group, text))
+    if start and (m := _MD_LINE_START.match(text)):  # the pattern is anchored: at most one match, at 0
         # "2019. …" would start an ordered list: escape the dot; other markers get a leading backslash.
-        text = _MD_LINE_START.sub(lambda m: m.group(0) + "\\" if m.group(0)[0].isdigit() else "\\" + m.group(0),
-                                  text, count=1)
+        mark = m.group(0)
+        text = (mark + "\\" if mark[0].isdigit() else "\\" + mark) + text[m.end():]
     return text
+
+
+def _escaped_group(m: re.Match[str]) -> str:
+    return "\\" + m.group(1)
+
+
+def _escaped_amp(_m: re.Match[str]) -> str:
+    return "\\&"
 
 
 def _merge_items(text: str) -> str:
@@ -214,9 +225,12 @@ class _Text(str):
 _CONTROL_KEEP_NL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
+_AS_IS = (_Raw, jinja2.Undefined)
+
+
 def _finalize(value: Any) -> Any:
     """Every ``{{ … }}`` output: data is protected, template text keeps its spaces and line breaks."""
-    if isinstance(value, _Raw | jinja2.Undefined):
+    if isinstance(value, _AS_IS):
         return value
     if isinstance(value, _Text):  # inline: one line (use the ``para`` filter for paragraphs)
         return _Raw(f"{_LIT_OPEN}{clean(value, multiline=False)}{_LIT_CLOSE}")
@@ -226,7 +240,18 @@ def _finalize(value: Any) -> Any:
         return "không phát sinh"
     if isinstance(value, float):  # ints print as they are: {{ year }} is 2020, not 2.020
         return format_number(value)
+    if type(value) is str or type(value) is int:  # the same words and numbers come back report after report
+        done = _FINALIZED.get(value)
+        if done is None:
+            if len(_FINALIZED) >= _FINALIZED_MAX:
+                _FINALIZED.clear()
+            done = _FINALIZED[value] = _CONTROL_KEEP_NL.sub("", nfc(str(value)))
+        return done
     return _CONTROL_KEEP_NL.sub("", nfc(str(value)))
+
+
+_FINALIZED: dict[str | int, str] = {}
+_FINALIZED_MAX = 20_000
 
 
 def parse_blocks(text: str) -> list[Block]:
@@ -273,16 +298,21 @@ def _join_lines(lines: list[str]) -> str:
         if not line:
             continue
         text = f"{text}{line}" if not text or line[0] in ",.;:)" else f"{text} {line}"
-    return re.sub(r" {2,}", " ", text).strip()
+    return (_SPACE_RUN.sub(" ", text) if "  " in text else text).strip()
 
 
 # ------------------------------------------------------------------ values seen by templates
 
+_NUMBER_TYPES = (int, float)
+
+
 def _is_num(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _NUMBER_TYPES) and not isinstance(value, bool)
 
 
 def _plain(value: Any) -> Any:
+    if value is None or type(value) is int:  # the common cases first (bool is not int here)
+        return value
     if isinstance(value, bool):  # a Có/Không answer read as a boolean
         return _Text(YES if value else NO)
     if isinstance(value, float) and value.is_integer():
@@ -292,22 +322,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_UNREAD = object()
+
+
 class FieldValues:
-    """Field id → plain value (number, text, date, ``NA`` or None), by attribute or key."""
+    """Field id → plain value (number, text, date, ``NA`` or None), by attribute or key.
+
+    Each value is made plain (:func:`_plain`) when first read and kept: a report reads a few of a
+    submission's ~80 values, the district report some of them for thousands of units."""
+
+    __slots__ = ("_raw", "_values")
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
-        self._values = {k: _plain(v) for k, v in (values or {}).items()}
+        self._raw = dict(values) if values else {}
+        self._values: dict[str, Any] = {}
+
+    def _value(self, name: str) -> Any:
+        value = self._values.get(name, _UNREAD)
+        if value is _UNREAD:
+            value = self._values[name] = _plain(self._raw.get(name))
+        return value
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return self._values.get(name)
+        return self._value(name)
 
     def __getitem__(self, name: str) -> Any:
-        return self._values.get(name)
+        value = self._values.get(name, _UNREAD)  # (_value, inlined: the district report reads ~1,000 per unit)
+        if value is _UNREAD:
+            value = self._values[name] = _plain(self._raw.get(name))
+        return value
 
     def get(self, name: str, default: Any = None) -> Any:
-        value = self._values.get(name)
+        value = self._value(name)
         return default if value is None else value
 
 
@@ -407,7 +455,7 @@ def _clauses(parts: Iterable[Any], sep: str = ", ") -> str:
     for part in parts:
         if isinstance(part, jinja2.Undefined) or part is None:
             continue
-        text = re.sub(r"\s+", " ", str(part)).strip()
+        text = _WHITE_SPACE.sub(" ", str(part)).strip()
         if text:
             out.append(text)
     return sep.join(out)
@@ -422,7 +470,7 @@ def _and_list(items: Iterable[Any], last: str = " và ") -> str:
 
 def _sentence(text: Any) -> str:
     """Capitalise the first letter and end with a full stop: "trong năm …" → "Trong năm … ."."""
-    text = re.sub(r"\s+", " ", str(text)).strip()
+    text = _WHITE_SPACE.sub(" ", str(text)).strip()
     if not text:
         return ""
     text = text[:1].upper() + text[1:]
@@ -441,13 +489,40 @@ def _no_title(_text: Any) -> str:
 def _environment(folder: Path, options: NarrativeOptions) -> SandboxedEnvironment:
     if not folder.is_dir():
         raise NarrativeError(f"Không tìm thấy thư mục mẫu câu chữ báo cáo {folder}")
-    return _cached_environment(folder.resolve(), options.pad_small_counts)
+    return _cached_environment(_resolved(folder), options.pad_small_counts)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(folder: Path) -> Path:
+    return folder.resolve()
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, with a short way to the public attributes of the objects made here for the
+    templates (values, units, sections …) and of Jinja's own modules and loops: for those the
+    sandbox's checks (no "_" attribute; no internals of functions, frames, generators; no
+    ``str.format``) always pass, so the attribute is returned as the sandbox would return it."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) in _TRUSTED and not attribute.startswith("_"):
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                pass  # the sandbox's own way: obj[attribute], else undefined
+        return super().getattr(obj, attribute)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """A template's own macros are always safe to call (the sandbox's check looks for
+        ``unsafe_callable`` / ``alters_data`` attributes, which a macro never has)."""
+        if type(__obj) is jinja2.runtime.Macro:
+            return __context.call(__obj, *args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
 
 @functools.lru_cache(maxsize=16)
 def _cached_environment(folder: Path, pad: bool) -> SandboxedEnvironment:
     """Compiling the templates is most of the work; the loader still reloads a file edited since."""
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         loader=jinja2.FileSystemLoader(str(folder), encoding="utf-8"), autoescape=False,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         extensions=["jinja2.ext.do"], finalize=_finalize,
@@ -581,7 +656,7 @@ def _recipients(lines: Iterable[Any]) -> tuple[str, ...]:
 # ------------------------------------------------------------------ the unit report
 
 def unit_report(
-    form: Form, unit: Unit, data: SubmissionData, *, year: int, prev: Mapping[str, Any] | None = None,
+    form: Form, unit: Unit, data: SubmissionData | PlainData, *, year: int, prev: Mapping[str, Any] | None = None,
     options: NarrativeOptions = NarrativeOptions(), collector: str = "",
 ) -> Report:
     """Write a unit's report from its submission, in the seed's outline and wording.
@@ -612,18 +687,23 @@ def unit_report(
 
 def _unit_sections(form: Form, values: FieldValues) -> list[SectionView]:
     out = []
-    for s in _numbered_sections(form):
-        paragraphs = []
-        for fid in s.fields:
-            f = form.fields[fid]
-            text = values[fid]
-            if f.kind == Kind.PARAGRAPH and isinstance(text, str) and text.strip():
-                paragraphs.append(ParagraphView(f.label, text))
-        out.append(SectionView(s.id, s.number, s.title, _section_level(s.number), tuple(paragraphs)))
+    for s, level, paragraph_fields in _outline(form):
+        paragraphs = tuple(ParagraphView(label, text) for fid, label in paragraph_fields
+                           if isinstance(text := values[fid], str) and text.strip())
+        out.append(SectionView(s.id, s.number, s.title, level, paragraphs))
     return out
 
 
-def _model_rows(data: SubmissionData, table: str = "dvk_mo_hinh") -> list[FieldValues]:
+@functools.lru_cache(maxsize=16)
+def _outline(form: Form) -> tuple[tuple[Section, int, tuple[tuple[str, str], ...]], ...]:
+    """The numbered sections of a loaded form (forms compare by identity), each with its level and
+    its paragraph fields (id, label), in order: the same for every unit report."""
+    return tuple((s, _section_level(s.number), tuple((fid, form.fields[fid].label) for fid in s.fields
+                                                     if form.fields[fid].kind == Kind.PARAGRAPH))
+                 for s in _numbered_sections(form))
+
+
+def _model_rows(data: SubmissionData | PlainData, table: str = "dvk_mo_hinh") -> list[FieldValues]:
     rows = [FieldValues(r) for r in data.rows(table)]
     return [r for r in rows if isinstance(r.ten_mo_hinh, str) and r.ten_mo_hinh.strip()]
 
@@ -654,7 +734,7 @@ class DistrictInput:
     office: Office
     register: Register
     year: int
-    submissions: Sequence[Submission]
+    submissions: Sequence[Submission | PlainSubmission]  # unit_code, errors and data (plain() and rows()) are read
     missing: Sequence[Unit]
     with_errors: Sequence[Unit]
     prev_totals: Mapping[str, Any] | None = None  # last year's district totals per field id
@@ -683,7 +763,12 @@ class FieldSummary:
 
     @property
     def positive(self) -> list[tuple[UnitView, Any]]:
-        return [(u, v) for u, v in self.values if _is_num(v) and v > 0]
+        return list(self._positive)
+
+    @functools.cached_property
+    def _positive(self) -> tuple[tuple[UnitView, Any], ...]:
+        """Found once: templates ask for ``positive`` several times (each still gets its own list)."""
+        return tuple((u, v) for u, v in self.values if _is_num(v) and v > 0)
 
 
 @dataclass(frozen=True)
@@ -736,7 +821,12 @@ def _unit_of(register: Register, code: str) -> UnitView:
 
 def _total(field_id: str, rows: Sequence[tuple[UnitView, FieldValues]]) -> Any:
     """Sum of the units' values; ``NA`` when every answer was "không phát sinh"; None when nobody answered."""
-    answers = [d[field_id] for _, d in rows if d[field_id] is NA or _is_num(d[field_id])]
+    return _sum_answers([d[field_id] for _, d in rows])
+
+
+def _sum_answers(values: Iterable[Any]) -> Any:
+    """:func:`_total` of the units' values, in register order."""
+    answers = [v for v in values if v is NA or _is_num(v)]
     numbers = [v for v in answers if _is_num(v)]
     if numbers:
         return _plain(sum(numbers))
@@ -754,7 +844,7 @@ def _district_sections(form: Form, rows: Sequence[tuple[UnitView, FieldValues]],
 def _summarise(f: Any, rows: Sequence[tuple[UnitView, FieldValues]], prev: FieldValues) -> FieldSummary | None:
     if f.kind in (Kind.PARAGRAPH, Kind.TABLE, Kind.TEXT, Kind.DATE) or f.prefill or f.computed:
         return None
-    answered = [(u, d[f.id]) for u, d in rows if d[f.id] is NA or _is_num(d[f.id]) or isinstance(d[f.id], str)]
+    answered = [(u, v) for u, d in rows if (v := d[f.id]) is NA or _is_num(v) or isinstance(v, str)]
     if not answered:
         return None
     options: list[tuple[str, tuple[UnitView, ...]]] = []
@@ -763,12 +853,12 @@ def _summarise(f: Any, rows: Sequence[tuple[UnitView, FieldValues]], prev: Field
         options = [(label, tuple(u for u, v in answered if v == label)) for label in labels]
     summable = f.summable and f.kind in NUMERIC_KINDS
     return FieldSummary(
-        f.id, f.label, f.unit, str(f.kind), summable, _total(f.id, rows) if summable else None,
+        f.id, f.label, f.unit, str(f.kind), summable, _sum_answers(v for _, v in answered) if summable else None,
         prev[f.id] if summable else None, tuple(answered), tuple(options), len(answered),
     )
 
 
-def _models(rows: Sequence[tuple[UnitView, FieldValues]], subs: Sequence[Submission]) -> dict[str, Any]:
+def _models(rows: Sequence[tuple[UnitView, FieldValues]], subs: Sequence[Submission | PlainSubmission]) -> dict[str, Any]:
     """The "Dân vận khéo" models per unit, and how many per lĩnh vực."""
     models = [(u, m) for (u, _), s in zip(rows, subs, strict=True) if (m := _model_rows(s.data))]
     fields: dict[str, int] = {}
@@ -779,7 +869,7 @@ def _models(rows: Sequence[tuple[UnitView, FieldValues]], subs: Sequence[Submiss
     return {"models": models, "model_total": sum(len(m) for _, m in models), "model_fields": list(fields.items())}
 
 
-def _coverage(inp: DistrictInput, subs: Sequence[Submission]) -> dict[str, Any]:
+def _coverage(inp: DistrictInput, subs: Sequence[Submission | PlainSubmission]) -> dict[str, Any]:
     received = {s.unit_code for s in subs} | {u.code for u in inp.with_errors}
     register = list(inp.register)
     blocks = []
@@ -827,6 +917,11 @@ def _band(minimum: float, upper: float | None) -> str:
         return f"dưới {high} điểm"
     return f"từ {low} đến dưới {high} điểm"
 
+
+# Objects whose public attributes templates read through :class:`_Sandbox`'s short way: none of them
+# is a function, method, class, code, frame, traceback or generator, nor gives ``str.format``.
+_TRUSTED = frozenset({FieldValues, UnitView, SectionView, ParagraphView, FieldSummary, GradeRow,
+                      jinja2.environment.TemplateModule, jinja2.runtime.LoopContext})
 
 __all__ = [
     "DISTRICT_TEMPLATE", "QUOC_HIEU", "TIEU_NGU", "UNIT_TEMPLATE", "Block", "BlockKind", "DistrictInput",

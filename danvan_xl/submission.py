@@ -90,3 +90,28 @@ class Submission:
     warnings: int = 0
     file_format: str = "xlsx"
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlainData:
+    """Only the plain values of a submission (what :meth:`SubmissionData.plain` and
+    :meth:`SubmissionData.rows` give), for readers that need no states, raw text or cells."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def plain(self) -> dict[str, Any]:
+        return self.values
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        return self.tables.get(table, [])
+
+
+@dataclass(frozen=True)
+class PlainSubmission:
+    """A current submission's id, unit, error count at its latest check and plain values."""
+
+    id: int
+    unit_code: str
+    data: PlainData
+    errors: int = 0

@@ -22,13 +22,15 @@ import pytest
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml.ns import qn
 from helpers import SEED_MODELS, SEED_VALUES, soffice_convert
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from danvan_xl import forkpool
 from danvan_xl.docx_writer import build_docx, write_docx
 from danvan_xl.expr import NA
 from danvan_xl.ledger import Ledger
-from danvan_xl.narrate import PARALLEL_THRESHOLD, write_narratives
+from danvan_xl.narrate import PARALLEL_THRESHOLD, _chase_lists, write_narratives
 from danvan_xl.narrative import (
     Block,
     BlockKind,
@@ -44,6 +46,7 @@ from danvan_xl.narrative import (
     write_markdown,
 )
 from danvan_xl.sample_data import sample_values
+from danvan_xl.status import compute_status
 from danvan_xl.submission import Submission, SubmissionData, Value
 from danvan_xl.units import Unit
 from danvan_xl.vocabulary import ValueState
@@ -593,6 +596,89 @@ def test_many_unit_reports_are_shared_between_processes(form, tmp_path, monkeypa
     assert pools == [2] and [w.unit for w in few.written] == codes[:3]
 
 
+def _varied_ledger(ws: Any, form: Any) -> None:
+    """Add what a real cycle leaves in a ledger to a :func:`_bulk_workspace`: every value state
+    (không phát sinh, blank, invalid with its raw text, dates, Có/Không, fractions, typed text),
+    a unit whose latest check has errors (an older check had none), a correction that supersedes,
+    a conflict and a unit that sent nothing."""
+    codes = [u.code for u in ws.load_register()]
+    received = dt.datetime(2020, 12, 2, 8, 0)
+    with Ledger.open(ws.ledger_path, ws.archive_dir, "test") as ledger, ledger.transaction() as conn:
+        values, tables = sample_values(form, ws.load_register().get(codes[0]), 2020)
+        data = make_data(form, {**values, "vb_trien_khai": NA, "hn_quan_triet": None, "ty_le_hai_long": 95.5,
+                                "ngay_bao_cao": dt.date(2020, 12, 14), "lich_tiep_cong_khai": "Có",
+                                "nd_1_lanh_dao": "  - Đoạn một\n# không phải tiêu đề  "},
+                         [*tables["dvk_mo_hinh"], {"ten_mo_hinh": None, "linh_vuc": NA}], code=codes[0])
+        data.values["luot_nguoi_du"] = Value("luot_nguoi_du", ValueState.INVALID, None, "mười hai", "I", "D9")
+        sid = ledger.add_submission(conn, data, digest="a" * 64, chash="a" * 64, received_at=received, source="test",
+                                    file_format="xlsx", state="current", supersedes=1, notes=("sửa",))
+        ledger.set_current(conn, codes[0], form.id, 2020, sid)
+        for errors, sub in ((0, 2), (3, 2), (1, 3)):  # unit 2: the latest check counts
+            conn.execute("INSERT INTO checks(submission_id, run_id, created_at, definition_hash, errors, warnings, "
+                         "digest) VALUES (?, ?, '2020-12-03', '', ?, 0, ?)", (sub, ledger.run_id(conn), errors,
+                                                                             f"{errors}{sub}"))
+        conflict = make_data(form, {"vb_trien_khai": 1}, code=codes[4])
+        ledger.add_submission(conn, conflict, digest="b" * 64, chash="b" * 64, received_at=received, source="test",
+                              file_format="xlsx", state="conflict", supersedes=None, notes=())
+        conn.execute("DELETE FROM current WHERE unit_code = ?", (codes[5],))
+
+
+def test_plain_reads_equal_full_reads(form, tmp_path):
+    """The narrative's cheap reads (plain values, one query) give what the full reads give."""
+    ws = _bulk_workspace(tmp_path, form, 8)
+    _varied_ledger(ws, form)
+    register = ws.load_register()
+    with Ledger.open_readonly(ws.ledger_path) as ledger:
+        full = ledger.current_submissions(form.id, 2020)
+        plain = ledger.current_plain(form.id, 2020)
+        assert [(s.id, s.unit_code, s.errors) for s in plain] == [(s.id, s.unit_code, s.errors) for s in full]
+        assert any(s.errors for s in full) and len(full) == 7
+        for p, f in zip(plain, full, strict=True):
+            assert p.data.plain() == f.data.plain() and set(p.data.tables) == set(f.data.tables)
+            for table in f.data.tables:
+                assert p.data.rows(table) == f.data.rows(table)
+            assert ledger.plain_data(f.id) == p.data
+        states = {v.state for s in full for v in s.data.values.values()}
+        assert states == set(ValueState)
+        assert ledger.current_plain(form.id, 2019) == []
+        statuses = compute_status(ledger, form, register, 2020, ws.deadline)
+        missing, with_errors = _chase_lists(ledger, form, register, 2020)
+    assert missing == [st.unit for st in statuses if st.state == "missing"] and missing
+    assert with_errors == [st.unit for st in statuses if st.state in ("with_errors", "conflict")]
+    assert {st.state for st in statuses} == {"missing", "with_errors", "conflict", "accepted"}
+    # The district report from the plain reads is the one from the full reads, to the byte.
+    reports = [district_report(form, DistrictInput(SAMPLE_OFFICE, register, 2020, [s for s in subs if not s.errors],
+                                                   missing, with_errors, prev_totals={"vb_trien_khai": 12}))
+               for subs in (full, plain)]
+    assert reports[0] == reports[1] and build_docx(reports[0]) == build_docx(reports[1])
+    assert reports[0].to_markdown() == reports[1].to_markdown()
+    # A unit report from the plain values is the one from the full data.
+    unit = register.get(full[0].unit_code)
+    assert (unit_report(form, unit, plain[0].data, year=2020) == unit_report(form, unit, full[0].data, year=2020))
+
+
+def test_sandbox_short_way_keeps_private_attributes_out(form, tmp_path):
+    """The sandbox's short way for the objects made here still refuses "_" attributes and gives
+    what the plain sandbox gives for every other attribute."""
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from danvan_xl.narrative import FieldValues, _cached_environment, unit_view
+
+    env = _cached_environment(form.folder / "narrative", True)
+    values = FieldValues({"a": 1.0, "b": "  x  ", "c": True})
+    unit = unit_view(Unit("X", "Xã X", "xa", 1))
+    plain = SandboxedEnvironment(undefined=env.undefined)
+    for obj, name in ((values, "a"), (values, "b"), (values, "c"), (values, "missing"), (values, "get"),
+                      (unit, "name"), (unit, "ubnd")):
+        assert env.getattr(obj, name) == plain.getattr(obj, name)
+    for obj, name in ((values, "_raw"), (values, "_values"), (values, "__class__"), (unit, "__dict__")):
+        with pytest.raises(SecurityError):
+            str(env.getattr(obj, name))
+    with pytest.raises(SecurityError):
+        env.from_string("{{ d._raw }}").render(d=values)
+
+
 # ------------------------------------------------------------------ the district report
 
 def _submission(form: Any, sid: int, code: str, values: dict[str, Any], models: Any = (), errors: int = 0) -> Submission:
@@ -709,3 +795,21 @@ def test_libreoffice_converts_to_pdf(soffice, form, register, district, tmp_path
         assert "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM" in text and "153/182 đơn" in text
         pages = text.split("\f")
         assert pages[1].split()[0] == "2" and pages[0].split()[0] != "1"  # numbered from page 2, at the top
+
+
+def _md_reference(text: str, *, start: bool = True) -> str:
+    """The Markdown escaping as first written (template replacements, ``sub`` with ``count=1``)."""
+    from danvan_xl.narrative import _MD_ENTITY, _MD_INLINE, _MD_LINE_START
+
+    text = _MD_ENTITY.sub(r"\\&", _MD_INLINE.sub(r"\\\1", text))
+    if start:
+        text = _MD_LINE_START.sub(lambda m: m.group(0) + "\\" if m.group(0)[0].isdigit() else "\\" + m.group(0),
+                                  text, count=1)
+    return text
+
+
+@given(st.text(alphabet="#-+*=>|~0123456789.)&;amp\\`_[]< \nxĐ", max_size=24), st.booleans())
+def test_markdown_escaping_matches_the_first_version(text, start):
+    from danvan_xl.narrative import _md
+
+    assert _md(text, start=start) == _md_reference(text, start=start)
