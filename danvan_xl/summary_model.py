@@ -91,11 +91,9 @@ class UnitRow:
         """Every field that holds a number (computed once; rows are read many times)."""
         if self.submission is None:
             return {}
-        out: dict[str, float | int] = {}
-        for k, v in self.submission.data.values.items():  # number_of(v), inlined: ~80 values per unit
-            if v.state == ValueState.VALUE and (type(v.value) in _PLAIN or number_of(v) is not None):
-                out[k] = v.value
-        return out
+        value = ValueState.VALUE  # number_of(v), inlined: ~80 values per unit
+        return {k: v.value for k, v in self.submission.data.values.items()
+                if v.state == value and (type(v.value) in _PLAIN or number_of(v) is not None)}
 
     def number(self, field_id: str) -> float | int | None:
         return self.numbers.get(field_id)
