@@ -100,6 +100,7 @@ def _with_unit(f: Finding, unit: str) -> Finding:
 # ------------------------------------------------------------------ the `check` stage
 
 RULE_CODES = ("rule-violated", "rule-undetermined")
+STORE_BATCH = 64  # units whose check results commit together (a killed run loses at most these; a rerun redoes them)
 
 
 @dataclass
@@ -156,19 +157,30 @@ def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str]
         return result
     with WorkspaceLock(ws.lock_path, "danvan check"), Ledger.open(ws.ledger_path, ws.archive_dir, "check") as ledger:
         prev_all = ledger.current_values(form.id, ws.year - 1)
-        for sub in ledger.current_submissions(form.id, ws.year):
-            unit = register.get(sub.unit_code)
-            if unit is None:
-                continue
-            stored = ledger.findings(sub.id)
-            kept = [f for f in stored if f.code not in RULE_CODES]
-            file = next((f.file for f in stored if f.file), "")
-            findings = kept + rule_findings(form, unit, sub.data, prev_all.get(unit.code), file)
+        # three queries for all units (not three per unit), results stored STORE_BATCH units per transaction
+        current = ledger.current_submissions_bulk(form.id, ws.year)
+        units = {s.unit_code: u for s in current if (u := register.get(s.unit_code)) is not None}
+        subs = [s for s in current if s.unit_code in units]
+        stored_all = ledger.current_findings(form.id, ws.year)
+        latest_all = ledger.latest_check_keys(form.id, ws.year)
+        by_id = {s.id: s for s in subs}
+        for b in range(0, len(subs), STORE_BATCH):
+            batch = []
+            for sub in subs[b:b + STORE_BATCH]:
+                unit = units[sub.unit_code]
+                stored = stored_all.get(sub.id, [])
+                kept = [f for f in stored if f.code not in RULE_CODES]
+                file = next((f.file for f in stored if f.file), "")
+                findings = kept + rule_findings(form, unit, sub.data, prev_all.get(unit.code), file)
+                batch.append(UnitCheck(unit, sub.id, findings))
             with ledger.transaction() as conn:
-                ledger.store_check(conn, sub.id, form.definition_hash, findings)
-            result.units.append(UnitCheck(unit, sub.id, findings))
+                for uc in batch:
+                    ledger.store_check(conn, uc.submission_id, form.definition_hash, uc.findings,
+                                       latest=latest_all.get(uc.submission_id))
+            result.units += batch
             if progress:
-                progress(unit.code)
+                for uc in batch:
+                    progress(uc.unit.code)
         order = {u.code: i for i, u in enumerate(register)}
         result.units.sort(key=lambda u: order.get(u.unit.code, 10**6))
         if annotate:
@@ -182,8 +194,8 @@ def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str]
                         stale.unlink()
                     continue
                 needing.append(uc)
-            jobs = [FeedbackJob(uc.unit, uc.submission_id, tuple(uc.findings), prev_all.get(uc.unit.code))
-                    for uc in needing]
+            jobs = [FeedbackJob(uc.unit, uc.submission_id, tuple(uc.findings), prev_all.get(uc.unit.code),
+                                by_id[uc.submission_id]) for uc in needing]
             setting = FeedbackSetting(form, ctx, ws.ledger_path, ws.feedback_dir, ws.office.name, reply_by, jobs)
             for uc, path in zip(needing, write_feedbacks(setting, ws.limits.workers or None), strict=True):
                 uc.feedback = path

@@ -136,6 +136,7 @@ class FeedbackJob:
     submission_id: int
     findings: tuple[Finding, ...]
     prev: dict[str, Any] | None
+    submission: Submission | None = None  # the parent's copy (inherited by forked workers); None: read it
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,20 @@ def _write_range(setting: FeedbackSetting, start: int, stop: int) -> list[Path]:
     if stamper is None:  # one per process and run: its prototypes serve every chunk the process gets
         _STAMPER.clear()
         stamper = _STAMPER[(setting.form, setting.ctx)] = FeedbackStamper(setting.form, setting.ctx)
-    with Ledger.open_readonly(setting.ledger_path) as ledger:
-        for job in setting.jobs[start:stop]:
-            prefill, annotations, sheet = feedback_parts(
-                setting.form, ledger.submission(job.submission_id), job.findings, office=setting.office,
-                reply_by=setting.reply_by, prev=job.prev)
+    jobs = setting.jobs[start:stop]
+    # the ledger is read only for jobs without the parent's submission; it was verified by the parent
+    ledger = None if all(j.submission is not None for j in jobs) else Ledger.open_readonly(setting.ledger_path,
+                                                                                           verify=False)
+    try:
+        for job in jobs:
+            sub = job.submission if job.submission is not None else ledger.submission(job.submission_id)  # type: ignore[union-attr]
+            prefill, annotations, sheet = feedback_parts(setting.form, sub, job.findings, office=setting.office,
+                                                         reply_by=setting.reply_by, prev=job.prev)
             data = stamper.build(job.unit, prefill, annotations, sheet)
             paths.append(write_atomic(setting.out / f"{job.unit.code}.xlsx", data, durable=False))
+    finally:
+        if ledger is not None:
+            ledger.close()
     for p in paths:
         fsync_file(p)
     return paths

@@ -7,6 +7,7 @@ the form, the settings and compiled templates. Results come back in job order.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -32,7 +33,8 @@ def map_ranges(work: Callable[[int, int], list[T]], start: int, stop: int, worke
     starts = range(start, stop, step)
     results: list[T] = []
     _WORK[:] = [work]
-    try:
+    gc.freeze()  # the parent's objects out of the collector's reach: a worker's collections never write to
+    try:         # (and so copy) the pages it shares with the parent
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             try:
                 for chunk in pool.map(_run, starts, [min(i + step, stop) for i in starts]):
@@ -42,6 +44,7 @@ def map_ranges(work: Callable[[int, int], list[T]], start: int, stop: int, worke
                 raise
     finally:
         _WORK.clear()
+        gc.unfreeze()
     return results
 
 

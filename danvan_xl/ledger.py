@@ -556,6 +556,14 @@ class Ledger:
             "WHERE c.form_id = ? AND c.year = ?", (form_id, year))}
         return current, versions, checks
 
+    def latest_check_keys(self, form_id: str, year: int) -> dict[int, tuple[str, str]]:
+        """Current submission id → (digest, definition hash) of its latest check, in one query
+        (submissions without a check are absent)."""
+        return {int(r[0]): (r[1], r[2]) for r in self.conn.execute(
+            "SELECT k.submission_id, k.digest, k.definition_hash FROM current c "
+            "JOIN checks k ON k.id = (SELECT max(id) FROM checks WHERE submission_id = c.submission_id) "
+            "WHERE c.form_id = ? AND c.year = ?", (form_id, year))}
+
     def findings(self, submission_id: int) -> list[Finding]:
         check = self.latest_check(submission_id)
         if check is None:
@@ -609,14 +617,21 @@ class Ledger:
         conn.execute("UPDATE submissions SET state = ? WHERE id = ?", (state, submission_id))
 
     def store_check(self, conn: sqlite3.Connection, submission_id: int, definition_hash: str,
-                    findings: Sequence[Finding], new: bool = False) -> bool:
+                    findings: Sequence[Finding], new: bool = False,
+                    latest: tuple[str, str] | bool | None = True) -> bool:
         """Store a check result; returns False (and stores nothing) when it equals the latest one.
 
-        ``new``: the submission was stored in this transaction, so it has no earlier check to compare."""
+        ``new``: the submission was stored in this transaction, so it has no earlier check to compare.
+        ``latest``: the latest check's (digest, definition hash) when the caller already has it
+        (:meth:`latest_check_keys`; None: no check yet); True asks the ledger."""
         digest = sha256(json.dumps([f.to_dict() for f in findings], sort_keys=True, ensure_ascii=False,
                                    default=str).encode())
-        latest = None if new else self.latest_check(submission_id)
-        if latest is not None and latest["digest"] == digest and latest["definition_hash"] == definition_hash:
+        if new:
+            latest = None
+        elif latest is True:
+            row = self.latest_check(submission_id)
+            latest = None if row is None else (row["digest"], row["definition_hash"])
+        if isinstance(latest, tuple) and latest[0] == digest and latest[1] == definition_hash:
             return False
         errors = sum(1 for f in findings if f.severity == Severity.ERROR)
         warnings = sum(1 for f in findings if f.severity == Severity.WARNING and not f.accepted)
