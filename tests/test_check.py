@@ -150,3 +150,58 @@ def test_random_junk_in_any_input_cell_never_crashes_and_findings_point_at_templ
         if f.cell:
             assert (f.sheet, f.cell) in known, f
         assert f.message and "None" not in f.message
+
+
+def test_bulk_check_and_inherited_submissions_give_what_the_per_unit_reads_give(ws, tmp_path):
+    """run_check reads all units in three queries and hands feedback workers the parent's submission;
+    the per-unit reads (findings, latest check, the worker's own ledger read) must give the same."""
+    import dataclasses
+
+    from danvan_xl.checks import RULE_CODES, rule_findings
+    from danvan_xl.feedback import FeedbackSetting, write_feedbacks
+    from danvan_xl.generate import template_context
+
+    collect(ws, [_fill(ws, "TN-VP", tmp_path / "a.xlsx", dict(SEED_VALUES, don_khac=50, don_moi_truong="nhiều")),
+                 _fill(ws, "30025", tmp_path / "b.xlsx", dict(SEED_VALUES, tcd_dinh_ky_luot=30)),
+                 _fill(ws, "30004", tmp_path / "c.xlsx", SEED_VALUES)])
+    form, register = ws.load_form(), ws.load_register()
+    with Ledger.open_readonly(ws.ledger_path) as ledger:
+        prev_all = ledger.current_values(form.id, ws.year - 1)
+        expected = {}
+        for sub in ledger.current_submissions(form.id, ws.year):
+            stored = ledger.findings(sub.id)
+            file = next((f.file for f in stored if f.file), "")
+            expected[sub.unit_code] = [f for f in stored if f.code not in RULE_CODES] + rule_findings(
+                form, register.get(sub.unit_code), sub.data, prev_all.get(sub.unit_code), file)
+        keys = ledger.latest_check_keys(form.id, ws.year)
+        for sub in ledger.current_submissions(form.id, ws.year):
+            row = ledger.latest_check(sub.id)
+            assert keys[sub.id] == (row["digest"], row["definition_hash"])
+    result = run_check(ws, annotate=True)
+    assert {u.unit.code: u.findings for u in result.units} == expected
+    with Ledger.open(ws.ledger_path, ws.archive_dir) as ledger:
+        conn = ledger.conn
+        conn.execute("BEGIN IMMEDIATE")
+        keys = ledger.latest_check_keys(form.id, ws.year)
+        assert len(keys) == 3
+        for u in result.units:  # unchanged results: stored neither way
+            assert not ledger.store_check(conn, u.submission_id, form.definition_hash, u.findings)
+            assert not ledger.store_check(conn, u.submission_id, form.definition_hash, u.findings,
+                                          latest=keys[u.submission_id])
+        assert ledger.store_check(conn, result.units[0].submission_id, form.definition_hash, [],
+                                  latest=keys[result.units[0].submission_id])
+        conn.execute("ROLLBACK")
+    written = {p.name: p.read_bytes() for p in ws.feedback_dir.glob("*.xlsx")}
+    assert written
+    from danvan_xl.feedback import FeedbackJob, open_findings
+
+    jobs = [FeedbackJob(u.unit, u.submission_id, tuple(u.findings), prev_all.get(u.unit.code))
+            for u in result.units if open_findings(u.findings)]
+    assert all(j.submission is None for j in jobs) and len(jobs) == len(written)
+    out = tmp_path / "fb"
+    out.mkdir()
+    ctx = template_context(ws)
+    reply_by = f"trước ngày {ws.deadline:%d/%m/%Y}" if ws.deadline else "sớm"
+    write_feedbacks(FeedbackSetting(form, ctx, ws.ledger_path, out, ws.office.name, reply_by, jobs), 1)
+    assert {p.name: p.read_bytes() for p in out.glob("*.xlsx")} == written
+    assert dataclasses.fields(FeedbackJob)[-1].name == "submission"
