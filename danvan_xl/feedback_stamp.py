@@ -24,9 +24,6 @@ import io
 import math
 import pickle
 import re
-import struct
-import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,8 +33,7 @@ from xlsxwriter.xmlwriter import XMLwriter
 
 from .form import Form
 from .layout import build_layout
-from .template_stamp import _CENTRAL as _CENTRAL_DIR
-from .template_stamp import _CODE, _END, _LOCAL, _NAME, _PLAIN, _escape
+from .template_stamp import _CODE, _NAME, _PLAIN, _escape, join_zip, split_zip
 from .template_writer import Annotation, FeedbackSheet, Prefill, TemplateContext, _Writer, build_template, new_workbook
 from .units import Unit
 
@@ -250,71 +246,52 @@ def _replay(calls: list[tuple[int, str, tuple, dict]]) -> bytes | None:
     return buffer.getvalue()
 
 
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    local: bytes
-    central: bytes
-    compressed: bytes
-    raw: bytes | None  # uncompressed content when it holds slots or placeholders
-    pieces: tuple[list[bytes], list[tuple[str, int]]] = ([], [])  # raw cut at its slots, and the slots
-
-
 class _Prototype:
     def __init__(self, data: bytes, shape: _Shape) -> None:
-        self.ok = True
-        self.entries: list[_Entry] = []
+        split = split_zip(data)
+        self.ok = split is not None
+        self.entries, self.end = split or ([], b"")
         self.sst_order: list[int | None] = []
         self.sst_head = self.sst_tail = b""
+        # per member: None when copied as compressed, else its content cut at its slots and the slots
+        self.pieces: list[tuple[list[bytes], list[tuple[str, int]]] | None] = []
         marks = (_OPEN.encode(), _NAME.encode(), _CODE.encode())
         found: dict[bytes, int] = {}
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            for info in zf.infolist():
-                if info.flag_bits & 0x08 or info.compress_type != zipfile.ZIP_DEFLATED:
-                    self.ok = False
-                    return
-                fields = _LOCAL.unpack_from(data, info.header_offset)
-                start = info.header_offset + _LOCAL.size + fields[9] + fields[10]
-                content = zf.read(info)
-                sentinels = _SENTINEL.findall(content)
-                for s in sentinels:
-                    found[s] = found.get(s, 0) + 1
-                holds = bool(sentinels) or any(m in content for m in marks)
-                self.entries.append(_Entry(info.filename, data[info.header_offset:start], b"",
-                                           data[start:start + info.compress_size], content if holds else None))
-                if info.filename == _SST:
-                    self._read_sst(content, len(shape.strings))
+        holding: list[bool] = []
+        for entry in self.entries:
+            sentinels = _SENTINEL.findall(entry.content)
+            for s in sentinels:
+                found[s] = found.get(s, 0) + 1
+            holding.append(bool(sentinels) or any(m in entry.content for m in marks))
+            if entry.name == _SST:
+                self._read_sst(entry.content, len(shape.strings))
         expected = {f"{_sentinel(i):.16G}".encode() for i in range(len(shape.numbers))}
         expected |= {str(_result_sentinel(i)).encode() for i in range(len(shape.results))}
         if set(found) != expected or any(n != 1 for n in found.values()):
             self.ok = False  # a sentinel went missing or shows up where a slot is not
-        cd_offset = _END.unpack_from(data, len(data) - _END.size)[6]
-        pos = cd_offset
-        for i, entry in enumerate(self.entries):
-            fields = _CENTRAL_DIR.unpack_from(data, pos)
-            size = _CENTRAL_DIR.size + fields[10] + fields[11] + fields[12]
-            self.entries[i] = replace(entry, central=data[pos:pos + size])
-            pos += size
-        self.end = data[len(data) - _END.size:]
         if not self.ok:
             return
         where = {f"{_sentinel(i):.16G}".encode(): ("n", i) for i in range(len(shape.numbers))}
         where |= {str(_result_sentinel(i)).encode(): ("r", i) for i in range(len(shape.results))}
-        for i, entry in enumerate(self.entries):
-            if entry.raw is None or entry.name == _SST:
+        for entry, holds in zip(self.entries, holding, strict=True):
+            if not holds:
+                self.pieces.append(None)
                 continue
-            segments, slots, at = [], [], 0
-            for m in _PIECE.finditer(entry.raw):
-                segments.append(entry.raw[at:m.start()])
-                at = m.end()
-                if m.group(1) is not None:
-                    slots.append(("s", int(m.group(1))))
-                elif m.group(2) is not None:
-                    slots.append(where[m.group(2)])
-                else:
-                    slots.append(("name", 0) if m.group(3) is not None else ("code", 0))
-            segments.append(entry.raw[at:])
-            self.entries[i] = replace(entry, pieces=(segments, slots))
+            segments: list[bytes] = []
+            slots: list[tuple[str, int]] = []
+            at, raw = 0, entry.content
+            if entry.name != _SST:  # the shared strings are rebuilt whole (_sst)
+                for m in _PIECE.finditer(raw):
+                    segments.append(raw[at:m.start()])
+                    at = m.end()
+                    if m.group(1) is not None:
+                        slots.append(("s", int(m.group(1))))
+                    elif m.group(2) is not None:
+                        slots.append(where[m.group(2)])
+                    else:
+                        slots.append(("name", 0) if m.group(3) is not None else ("code", 0))
+            segments.append(raw[at:])
+            self.pieces.append((segments, slots))
 
     def _read_sst(self, xml: bytes, n_strings: int) -> None:
         head = re.match(rb'.*?<sst [^>]*count="(\d+)" uniqueCount="(\d+)">', xml, re.DOTALL)
@@ -350,36 +327,20 @@ class _Prototype:
             if sort == "r":
                 return str(shape.results[i]).encode()
             return name if sort == "name" else code
-        out = io.BytesIO()
-        centrals: list[bytes] = []
-        for entry in self.entries:
-            offset = out.tell()
-            local, central, compressed = entry.local, entry.central, entry.compressed
-            if entry.raw is not None:
-                if entry.name == _SST:
-                    content = self._sst(shape, real)
-                else:
-                    segments, slots = entry.pieces
-                    joined = [segments[0]]
-                    for (sort, i), segment in zip(slots, segments[1:], strict=True):
-                        joined.append(fill(sort, i))
-                        joined.append(segment)
-                    content = b"".join(joined)
-                compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
-                compressed = compressor.compress(content) + compressor.flush()
-                crc = zlib.crc32(content) & 0xFFFFFFFF
-                local = local[:14] + struct.pack("<3L", crc, len(compressed), len(content)) + local[26:]
-                central = central[:16] + struct.pack("<3L", crc, len(compressed), len(content)) + central[28:]
-            central = central[:42] + struct.pack("<L", offset) + central[46:]
-            out.write(local)
-            out.write(compressed)
-            centrals.append(central)
-        cd_start = out.tell()
-        for central in centrals:
-            out.write(central)
-        cd_size = out.tell() - cd_start
-        out.write(self.end[:12] + struct.pack("<2L", cd_size, cd_start) + self.end[20:])
-        return out.getvalue()
+        contents: list[bytes | None] = []
+        for entry, pieces in zip(self.entries, self.pieces, strict=True):
+            if pieces is None:
+                contents.append(None)
+            elif entry.name == _SST:
+                contents.append(self._sst(shape, real))
+            else:
+                segments, slots = pieces
+                joined = [segments[0]]
+                for (sort, i), segment in zip(slots, segments[1:], strict=True):
+                    joined.append(fill(sort, i))
+                    joined.append(segment)
+                contents.append(b"".join(joined))
+        return join_zip(self.entries, self.end, contents)
 
     def _sst(self, shape: _Shape, real: Any) -> bytes:
         """The shared strings part: the prototype's head and tail around each string's ``<si>``

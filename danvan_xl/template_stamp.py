@@ -16,6 +16,7 @@ import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from io import BytesIO
 
@@ -37,69 +38,85 @@ def _escape(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class _Entry:
+class ZipEntry:
+    """One member of a zip written by xlsxwriter, kept as bytes to be reassembled around."""
+
     name: str
     local: bytes  # local file header including the name
     central: bytes  # central directory record including the name
     compressed: bytes
-    raw: bytes | None  # uncompressed content when it holds placeholders
+    content: bytes  # uncompressed
+
+
+def split_zip(data: bytes) -> tuple[list[ZipEntry], bytes] | None:
+    """The members of ``data`` and its end-of-central-directory record; None when a member uses
+    data descriptors or a method other than deflate (then the caller takes the ordinary path)."""
+    entries: list[ZipEntry] = []
+    with zipfile.ZipFile(BytesIO(data)) as zf:
+        for info in zf.infolist():
+            if info.flag_bits & 0x08 or info.compress_type != zipfile.ZIP_DEFLATED:
+                return None
+            fields = _LOCAL.unpack_from(data, info.header_offset)
+            start = info.header_offset + _LOCAL.size + fields[9] + fields[10]
+            entries.append(ZipEntry(info.filename, data[info.header_offset:start], b"",
+                                    data[start:start + info.compress_size], zf.read(info)))
+    pos = _END.unpack_from(data, len(data) - _END.size)[6]
+    for i, entry in enumerate(entries):
+        fields = _CENTRAL.unpack_from(data, pos)
+        size = _CENTRAL.size + fields[10] + fields[11] + fields[12]
+        entries[i] = replace(entry, central=data[pos:pos + size])
+        pos += size
+    return entries, data[len(data) - _END.size:]
+
+
+def join_zip(entries: Sequence[ZipEntry], end: bytes, contents: Sequence[bytes | None]) -> bytes:
+    """The zip of ``entries`` in order, each member whose ``contents`` item is not None deflated anew
+    with that content, the others copied as they were compressed; offsets and sizes fixed up."""
+    out = BytesIO()
+    centrals: list[bytes] = []
+    for entry, content in zip(entries, contents, strict=True):
+        offset = out.tell()
+        local, central, compressed = entry.local, entry.central, entry.compressed
+        if content is not None:
+            compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+            compressed = compressor.compress(content) + compressor.flush()
+            sizes = struct.pack("<3L", zlib.crc32(content) & 0xFFFFFFFF, len(compressed), len(content))
+            local = local[:14] + sizes + local[26:]
+            central = central[:16] + sizes + central[28:]
+        central = central[:42] + struct.pack("<L", offset) + central[46:]
+        out.write(local)
+        out.write(compressed)
+        centrals.append(central)
+    cd_start = out.tell()
+    for central in centrals:
+        out.write(central)
+    cd_size = out.tell() - cd_start
+    out.write(end[:12] + struct.pack("<2L", cd_size, cd_start) + end[20:])
+    return out.getvalue()
 
 
 class _Prototype:
     """One prototype workbook, split into reusable zip entries."""
 
     def __init__(self, data: bytes) -> None:
-        self.ok = True
-        self.entries: list[_Entry] = []
-        with zipfile.ZipFile(BytesIO(data)) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                if info.flag_bits & 0x08 or info.compress_type != zipfile.ZIP_DEFLATED:
-                    self.ok = False  # data descriptors or another method: use the ordinary path
-                    return
-                fields = _LOCAL.unpack_from(data, info.header_offset)
-                name_len, extra_len = fields[9], fields[10]
-                start = info.header_offset + _LOCAL.size + name_len + extra_len
-                local = data[info.header_offset:start]
-                compressed = data[start:start + info.compress_size]
-                content = zf.read(info)
-                holds = _NAME.encode() in content or _CODE.encode() in content
-                self.entries.append(_Entry(info.filename, local, b"", compressed, content if holds else None))
-        cd_offset = _END.unpack_from(data, len(data) - _END.size)[6]
-        pos = cd_offset
-        for i, entry in enumerate(self.entries):
-            fields = _CENTRAL.unpack_from(data, pos)
-            size = _CENTRAL.size + fields[10] + fields[11] + fields[12]
-            self.entries[i] = replace(entry, central=data[pos:pos + size])
-            pos += size
-        self.end = data[len(data) - _END.size:]
+        split = split_zip(data)
+        self.ok = split is not None
+        self.entries, self.end = split or ([], b"")
+        marks = (_NAME.encode(), _CODE.encode())
+        self.raw = [e.content if any(m in e.content for m in marks) else None for e in self.entries]
 
     def stamp(self, unit: Unit) -> bytes | None:
         name, code = _escape(unit.name), _escape(unit.code)
-        out = BytesIO()
-        centrals: list[bytes] = []
-        for entry in self.entries:
-            offset = out.tell()
-            local, central, compressed = entry.local, entry.central, entry.compressed
-            if entry.raw is not None:
-                content = entry.raw.replace(_NAME.encode(), name).replace(_CODE.encode(), code)
-                if entry.name == "xl/sharedStrings.xml" and not _distinct_strings(content):
-                    return None  # xlsxwriter would have shared one string between two cells
-                compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
-                compressed = compressor.compress(content) + compressor.flush()
-                crc = zlib.crc32(content) & 0xFFFFFFFF
-                local = local[:14] + struct.pack("<3L", crc, len(compressed), len(content)) + local[26:]
-                central = central[:16] + struct.pack("<3L", crc, len(compressed), len(content)) + central[28:]
-            central = central[:42] + struct.pack("<L", offset) + central[46:]
-            out.write(local)
-            out.write(compressed)
-            centrals.append(central)
-        cd_start = out.tell()
-        for central in centrals:
-            out.write(central)
-        cd_size = out.tell() - cd_start
-        out.write(self.end[:12] + struct.pack("<2L", cd_size, cd_start) + self.end[20:])
-        return out.getvalue()
+        contents: list[bytes | None] = []
+        for entry, raw in zip(self.entries, self.raw, strict=True):
+            if raw is None:
+                contents.append(None)
+                continue
+            content = raw.replace(_NAME.encode(), name).replace(_CODE.encode(), code)
+            if entry.name == "xl/sharedStrings.xml" and not _distinct_strings(content):
+                return None  # xlsxwriter would have shared one string between two cells
+            contents.append(content)
+        return join_zip(self.entries, self.end, contents)
 
 
 def _distinct_strings(xml: bytes) -> bool:
