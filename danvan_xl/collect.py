@@ -358,7 +358,7 @@ def _store(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3.
                                 source=p.item.origin.describe(), file_format=parsed.kind, state=state,
                                 supersedes=supersedes, notes=parsed.notes, prepared=parsed.prepared)
     findings = parsed.findings  # checked when staged (check_submission)
-    ledger.store_check(conn, sid, form.definition_hash, findings, new=True)
+    ledger.store_check(conn, sid, form.definition_hash, findings, latest=None)  # stored just now: no earlier check
     return sid, findings
 
 

@@ -34,7 +34,7 @@ from .expr import NA
 from .findings import Finding
 from .fsio import describe_os_error, ensure_dir
 from .submission import PlainData, PlainSubmission, Submission, SubmissionData, Value
-from .vocabulary import Severity, ValueState
+from .vocabulary import NA_TEXT, Severity, ValueState
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -101,14 +101,15 @@ def sha256(data: bytes) -> str:
 
 # ------------------------------------------------------------------ (de)serialising submissions
 
+_STATES = {s.value: s for s in ValueState}  # a dict lookup is much cheaper than ValueState(text)
+_STATE_TEXT = {s: s.value for s in ValueState}  # and cheaper than ``state.value`` through the enum
+
+
 def _encode_value(v: Value) -> list[Any]:
     value = v.value
     if isinstance(value, dt.date):
         value = {"date": value.isoformat()}
-    return [v.state.value, value, v.raw, v.sheet, v.cell]
-
-
-_STATES = {s.value: s for s in ValueState}  # a dict lookup is much cheaper than ValueState(text)
+    return [_STATE_TEXT[v.state], value, v.raw, v.sheet, v.cell]
 
 
 def _decode_value(field: str, item: list[Any]) -> Value:
@@ -116,17 +117,6 @@ def _decode_value(field: str, item: list[Any]) -> Value:
     if type(value) is dict and "date" in value:
         value = dt.date.fromisoformat(value["date"])
     return Value(field, _STATES[state], value, raw, sheet, cell)
-
-
-def encode_data(data: SubmissionData) -> str:
-    return json.dumps({
-        "unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
-        "definition_hash": data.definition_hash, "year": data.year,
-        "values": {k: _encode_value(v) for k, v in sorted(data.values.items())},
-        "tables": {t: [{c: _encode_value(v) for c, v in sorted(row.items())} for row in rows]
-                   for t, rows in sorted(data.tables.items())},
-        "justifications": dict(sorted(data.justifications.items())),
-    }, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def decode_data(text: str) -> SubmissionData:
@@ -190,20 +180,6 @@ def decode_plain(text: str) -> PlainData:
     d = json.loads(text)
     return PlainData({k: _plain_value(v) for k, v in d["values"].items()},
                      {t: [{c: _plain_value(v) for c, v in row.items()} for row in rows] for t, rows in d["tables"].items()})
-
-
-def content_hash(data: SubmissionData) -> str:
-    """Equal for two files that carry the same values (e.g. the same workbook re-saved).
-
-    The canonical JSON of :func:`encode_data` without cell positions (positions do not change content)."""
-    canon = {
-        "unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
-        "definition_hash": data.definition_hash, "year": data.year,
-        "values": {k: _encode_value(v)[:3] for k, v in data.values.items()},
-        "tables": {t: [{c: _encode_value(v)[:3] for c, v in row.items()} for row in rows] for t, rows in data.tables.items()},
-        "justifications": data.justifications,
-    }
-    return sha256(json.dumps(canon, sort_keys=True, ensure_ascii=False).encode())
 
 
 # ------------------------------------------------------------------ the lock
@@ -617,18 +593,15 @@ class Ledger:
         conn.execute("UPDATE submissions SET state = ? WHERE id = ?", (state, submission_id))
 
     def store_check(self, conn: sqlite3.Connection, submission_id: int, definition_hash: str,
-                    findings: Sequence[Finding], new: bool = False,
-                    latest: tuple[str, str] | bool | None = True) -> bool:
+                    findings: Sequence[Finding], latest: tuple[str, str] | bool | None = True) -> bool:
         """Store a check result; returns False (and stores nothing) when it equals the latest one.
 
-        ``new``: the submission was stored in this transaction, so it has no earlier check to compare.
         ``latest``: the latest check's (digest, definition hash) when the caller already has it
-        (:meth:`latest_check_keys`; None: no check yet); True asks the ledger."""
+        (:meth:`latest_check_keys`); None when there is none (e.g. the submission was stored in this
+        transaction); True asks the ledger."""
         digest = sha256(json.dumps([f.to_dict() for f in findings], sort_keys=True, ensure_ascii=False,
                                    default=str).encode())
-        if new:
-            latest = None
-        elif latest is True:
+        if latest is True:
             row = self.latest_check(submission_id)
             latest = None if row is None else (row["digest"], row["definition_hash"])
         if isinstance(latest, tuple) and latest[0] == digest and latest[1] == definition_hash:
@@ -678,20 +651,23 @@ class Ledger:
 
 
 def prepare_submission(data: SubmissionData) -> tuple[str, list[tuple[Any, ...]], str]:
-    """``(encode_data(data), its submission_values rows without the submission id, content_hash(data))``.
+    """What a submission is stored as, in one pass over its values: ``(the JSON of the data — keys
+    sorted, dates as ``{"date": iso}`` —, its submission_values rows without the submission id,
+    the content hash)``.
 
-    One pass over the values instead of three (collect does this while the workers parse the next files);
-    the results equal those of :func:`encode_data`, :meth:`Ledger.add_submission` and :func:`content_hash`."""
+    The content hash is equal for two files that carry the same values (e.g. the same workbook
+    re-saved): the canonical JSON of the data without cell positions (positions do not change
+    content). Collect prepares each file while the workers parse the next ones."""
     rows: list[tuple[Any, ...]] = []
     values: dict[str, list[Any]] = {}
     for fid, v in data.values.items():
-        values[fid] = _encode_fast(v)
+        values[fid] = _encode_value(v)
         rows.append((fid, 0, "", *_value_columns_fast(v)))
     tables: dict[str, list[dict[str, list[Any]]]] = {}
     for tid, table_rows in data.tables.items():
         encoded_rows = tables[tid] = []
         for i, row in enumerate(table_rows, start=1):
-            encoded_rows.append({c: _encode_fast(v) for c, v in row.items()})
+            encoded_rows.append({c: _encode_value(v) for c, v in row.items()})
             for col, v in row.items():
                 rows.append((tid, i, col, *_value_columns_fast(v)))
     head = {"unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
@@ -703,18 +679,6 @@ def prepare_submission(data: SubmissionData) -> tuple[str, list[tuple[Any, ...]]
              "tables": {t: [{c: e[:3] for c, e in row.items()} for row in rs] for t, rs in tables.items()},
              "justifications": data.justifications}
     return encoded, rows, sha256(json.dumps(canon, sort_keys=True, ensure_ascii=False).encode())
-
-
-_STATE_TEXT = {s: s.value for s in ValueState}  # ``state.value`` through the enum is slow in a hot loop
-_NA_TEXT = "không phát sinh"
-
-
-def _encode_fast(v: Value) -> list[Any]:
-    """:func:`_encode_value`, faster."""
-    value = v.value
-    if isinstance(value, dt.date):
-        value = {"date": value.isoformat()}
-    return [_STATE_TEXT[v.state], value, v.raw, v.sheet, v.cell]
 
 
 def _value_columns_fast(v: Value) -> tuple[Any, ...]:
@@ -730,7 +694,7 @@ def _value_columns_fast(v: Value) -> tuple[Any, ...]:
     else:
         return _value_columns(v)
     if v.state == ValueState.NA:
-        text = _NA_TEXT
+        text = NA_TEXT
     return (_STATE_TEXT[v.state], num, text, v.raw, v.sheet, v.cell)
 
 
@@ -738,7 +702,7 @@ def _value_columns(v: Value) -> tuple[Any, ...]:
     num = v.value if isinstance(v.value, int | float) and not isinstance(v.value, bool) else None
     text = None
     if v.state == ValueState.NA:
-        text = _NA_TEXT
+        text = NA_TEXT
     elif isinstance(v.value, dt.date):
         text = v.value.isoformat()
     elif isinstance(v.value, str):

@@ -15,7 +15,7 @@ from helpers import SEED_MODELS, SEED_VALUES, fill_template
 
 from danvan_xl.collect import collect
 from danvan_xl.generate import generate
-from danvan_xl.ledger import Ledger, decode_data, decode_data_shared, encode_data
+from danvan_xl.ledger import Ledger, decode_data, decode_data_shared, prepare_submission
 from danvan_xl.status import UnitStatus, compute_status
 from danvan_xl.submission import SubmissionData, Value
 from danvan_xl.vocabulary import ValueState
@@ -151,7 +151,8 @@ def test_shared_decoding_keeps_every_value_and_its_type():
         values["na"] = Value("na", ValueState.NA, None, None, "S", "E1")
         values["bad"] = Value("bad", ValueState.INVALID, None, "mười", "S", "E2")
         rows = [{"c": Value("c", ValueState.VALUE, 1, None, "S", f"B{r}")} for r in (5, 6)]
-        texts.append(encode_data(SubmissionData(unit, "form", "1", "hash", 2020, values, {"t": rows}, {"x": "vì"})))
+        texts.append(prepare_submission(SubmissionData(unit, "form", "1", "hash", 2020, values, {"t": rows},
+                                                        {"x": "vì"}))[0])
     for text in texts:
         shared, alone = decode_data_shared(text, cache), decode_data(text)
         assert shared == alone

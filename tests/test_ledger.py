@@ -203,9 +203,41 @@ def test_export_formats_and_dataframe(returns, tmp_path):
     assert st.loc["TN-VP", "tcd_thuong_xuyen_nguoi"] == "blank"
 
 
+def _reference_value(v) -> list:
+    value = {"date": v.value.isoformat()} if isinstance(v.value, dt.date) else v.value
+    return [v.state.value, value, v.raw, v.sheet, v.cell]
+
+
+def _reference_json(data) -> str:
+    """The stored JSON as the ledger first wrote it: every dict sorted, values as [state, value, raw, sheet, cell]."""
+    return json.dumps({
+        "unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
+        "definition_hash": data.definition_hash, "year": data.year,
+        "values": {k: _reference_value(v) for k, v in sorted(data.values.items())},
+        "tables": {t: [{c: _reference_value(v) for c, v in sorted(row.items())} for row in rows]
+                   for t, rows in sorted(data.tables.items())},
+        "justifications": dict(sorted(data.justifications.items())),
+    }, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _reference_content_hash(data) -> str:
+    """The content hash as the ledger first computed it: the canonical JSON without cell positions."""
+    import hashlib
+
+    canon = {
+        "unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
+        "definition_hash": data.definition_hash, "year": data.year,
+        "values": {k: _reference_value(v)[:3] for k, v in data.values.items()},
+        "tables": {t: [{c: _reference_value(v)[:3] for c, v in row.items()} for row in rows]
+                   for t, rows in data.tables.items()},
+        "justifications": data.justifications,
+    }
+    return hashlib.sha256(json.dumps(canon, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
 def test_prepare_submission_equals_the_reference_encoders():
     """collect's one-pass encoding (while workers parse) stores exactly what the reference functions give."""
-    from danvan_xl.ledger import _value_columns, content_hash, encode_data, prepare_submission
+    from danvan_xl.ledger import _value_columns, prepare_submission
     from danvan_xl.submission import SubmissionData, Value
     from danvan_xl.vocabulary import ValueState
 
@@ -225,8 +257,8 @@ def test_prepare_submission_equals_the_reference_encoders():
                     {"c1": Value("c1", ValueState.BLANK), "c2": Value("c2", ValueState.NA)}], "u": []}
     data = SubmissionData("30001", "f", "1.0", "abc", 2020, values, tables, {"r2": "lý do", "r1": "x"})
     encoded, rows, chash = prepare_submission(data)
-    assert encoded == encode_data(data)
-    assert chash == content_hash(data)
+    assert encoded == _reference_json(data)
+    assert chash == _reference_content_hash(data)
     reference = [(fid, 0, "", *_value_columns(v)) for fid, v in values.items()]
     reference += [(tid, i, col, *_value_columns(v)) for tid, rs in tables.items()
                   for i, row in enumerate(rs, start=1) for col, v in row.items()]
