@@ -23,6 +23,7 @@ from .form import Form
 from .fsio import fsync_file, prepare_dir, sync_dir
 from .ledger import Ledger, WorkspaceLock
 from .narrative import DistrictInput, NarrativeOptions, district_report, unit_report, write_markdown
+from .status import compute_status
 from .units import Unit
 from .workspace import Workspace
 
@@ -118,25 +119,13 @@ def _write_district(ws: Workspace, form: Form, register: Any, prev: dict[str, An
     """The collecting office's report: every accepted submission is needed for its totals and lists."""
     with WorkspaceLock(ws.lock_path, "danvan narrative"), Ledger.open_readonly(ws.ledger_path, verify=False) as ledger:
         current = ledger.current_plain(form.id, ws.year)  # plain values only: states and cells are not needed
-        missing, with_errors = _chase_lists(ledger, form, register, ws.year)
+        statuses = compute_status(ledger, form, register, ws.year, ws.deadline)
+    missing = [st.unit for st in statuses if st.state == "missing"]
+    with_errors = [st.unit for st in statuses if st.state in ("with_errors", "conflict")]
     accepted = [s for s in current if not s.errors]
     inp = DistrictInput(ws.office, register, ws.year, accepted, missing, with_errors,
                         prev_totals=_totals(form, prev) if prev else None)
     return _write(out, district_report(form, inp, options=options), "", ws.office.name)
-
-
-def _chase_lists(ledger: Ledger, form: Form, register: Any, year: int) -> tuple[list[Unit], list[Unit]]:
-    """The units :func:`status.compute_status` calls "missing", and "with_errors" or "conflict", in
-    register order, from two queries instead of several per unit."""
-    conflicts = ledger.conflicts(form.id, year)
-    index = ledger.current_index(form.id, year)
-    missing, with_errors = [], []
-    for unit in register:
-        if unit.code in conflicts or (unit.code in index and index[unit.code][1]):
-            with_errors.append(unit)
-        elif unit.code not in index:
-            missing.append(unit)
-    return missing, with_errors
 
 
 def _write_units(setting: _Setting, workers: int) -> list[Written]:
