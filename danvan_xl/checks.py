@@ -194,9 +194,9 @@ def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str]
                         stale.unlink()
                     continue
                 needing.append(uc)
-            jobs = [FeedbackJob(uc.unit, uc.submission_id, tuple(uc.findings), prev_all.get(uc.unit.code),
-                                by_id[uc.submission_id]) for uc in needing]
-            setting = FeedbackSetting(form, ctx, ws.ledger_path, ws.feedback_dir, ws.office.name, reply_by, jobs)
+            jobs = [FeedbackJob(uc.unit, by_id[uc.submission_id], tuple(uc.findings), prev_all.get(uc.unit.code))
+                    for uc in needing]
+            setting = FeedbackSetting(form, ctx, ws.feedback_dir, ws.office.name, reply_by, jobs)
             for uc, path in zip(needing, write_feedbacks(setting, ws.limits.workers or None), strict=True):
                 uc.feedback = path
             sync_dir(ws.feedback_dir)

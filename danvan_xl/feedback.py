@@ -133,10 +133,9 @@ PARALLEL_THRESHOLD = 40  # feedback workbooks; below this, starting worker proce
 @dataclass(frozen=True)
 class FeedbackJob:
     unit: Unit
-    submission_id: int
+    submission: Submission  # the parent's copy, inherited by forked workers (never pickled)
     findings: tuple[Finding, ...]
     prev: dict[str, Any] | None
-    submission: Submission | None = None  # the parent's copy (inherited by forked workers); None: read it
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,6 @@ class FeedbackSetting:
 
     form: Form
     ctx: TemplateContext
-    ledger_path: Path
     out: Path
     office: str
     reply_by: str
@@ -155,8 +153,8 @@ class FeedbackSetting:
 def write_feedbacks(setting: FeedbackSetting, workers: int | None = None) -> list[Path]:
     """Build and write every job's feedback workbook (``out/<unit code>.xlsx``), in job order.
 
-    Each worker reads the submissions from the ledger itself (read-only) and builds whole
-    workbooks, so nothing large crosses a pipe; files are written atomically and fsynced once."""
+    Forked workers inherit the jobs (submissions included) and build whole workbooks, so nothing
+    large crosses a pipe; files are written atomically and fsynced once."""
     workers = workers or os.cpu_count() or 1
     if len(setting.jobs) < PARALLEL_THRESHOLD:
         workers = 1
@@ -169,27 +167,17 @@ _STAMPER: dict[tuple[Form, TemplateContext], Any] = {}  # the FeedbackStamper of
 def _write_range(setting: FeedbackSetting, start: int, stop: int) -> list[Path]:
     from .feedback_stamp import FeedbackStamper
     from .fsio import fsync_file, write_atomic
-    from .ledger import Ledger
 
     paths = []
     stamper = _STAMPER.get((setting.form, setting.ctx))
     if stamper is None:  # one per process and run: its prototypes serve every chunk the process gets
         _STAMPER.clear()
         stamper = _STAMPER[(setting.form, setting.ctx)] = FeedbackStamper(setting.form, setting.ctx)
-    jobs = setting.jobs[start:stop]
-    # the ledger is read only for jobs without the parent's submission; it was verified by the parent
-    ledger = None if all(j.submission is not None for j in jobs) else Ledger.open_readonly(setting.ledger_path,
-                                                                                           verify=False)
-    try:
-        for job in jobs:
-            sub = job.submission if job.submission is not None else ledger.submission(job.submission_id)  # type: ignore[union-attr]
-            prefill, annotations, sheet = feedback_parts(setting.form, sub, job.findings, office=setting.office,
-                                                         reply_by=setting.reply_by, prev=job.prev)
-            data = stamper.build(job.unit, prefill, annotations, sheet)
-            paths.append(write_atomic(setting.out / f"{job.unit.code}.xlsx", data, durable=False))
-    finally:
-        if ledger is not None:
-            ledger.close()
+    for job in setting.jobs[start:stop]:
+        prefill, annotations, sheet = feedback_parts(setting.form, job.submission, job.findings,
+                                                     office=setting.office, reply_by=setting.reply_by, prev=job.prev)
+        data = stamper.build(job.unit, prefill, annotations, sheet)
+        paths.append(write_atomic(setting.out / f"{job.unit.code}.xlsx", data, durable=False))
     for p in paths:
         fsync_file(p)
     return paths
