@@ -64,6 +64,7 @@ def write_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> Path
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are meant to be shared
         os.close(fd)
         fd = -1
+        _failpoint_hold_temp()
         os.replace(tmp, path)
         tmp = ""
         if durable:
@@ -77,6 +78,18 @@ def write_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> Path
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     return path
+
+
+def _failpoint_hold_temp() -> None:
+    """Fault-injection point for the kill -9 tests: with ``DANVAN_FAILPOINT_HOLD_TEMP=seconds`` in the
+    environment, every atomic write pauses with its complete temporary file on disk, just before the
+    rename, so a test can kill the process at exactly that moment instead of racing a fast writer.
+    Unset (always, outside tests) it costs one dictionary lookup."""
+    hold = os.environ.get("DANVAN_FAILPOINT_HOLD_TEMP")
+    if hold:
+        import time
+
+        time.sleep(float(hold))
 
 
 def _umask() -> int:
