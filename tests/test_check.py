@@ -202,5 +202,52 @@ def test_bulk_check_and_inherited_submissions_give_what_the_per_unit_reads_give(
     out.mkdir()
     ctx = template_context(ws)
     reply_by = f"trước ngày {ws.deadline:%d/%m/%Y}" if ws.deadline else "sớm"
-    write_feedbacks(FeedbackSetting(form, ctx, out, ws.office.name, reply_by, jobs), 1)
+    write_feedbacks(FeedbackSetting(form, ctx, out, ws.office.name, reply_by), jobs, 1)
     assert {p.name: p.read_bytes() for p in out.glob("*.xlsx")} == written
+
+
+def test_check_on_forked_workers_stores_and_writes_what_the_single_process_check_does(ws, tmp_path, monkeypatch):
+    """Workers run the rules and write feedback while the parent stores each finished chunk: the
+    ledger rows, the feedback workbooks (a stale one removed) and the result must be the same as
+    when one process does everything."""
+    import dataclasses
+    import sqlite3
+
+    from danvan_xl import feedback
+
+    collect(ws, [_fill(ws, "TN-VP", tmp_path / "a.xlsx", dict(SEED_VALUES, don_khac=50, don_moi_truong="nhiều")),
+                 _fill(ws, "30025", tmp_path / "b.xlsx", dict(SEED_VALUES, tcd_dinh_ky_luot=30)),
+                 _fill(ws, "30004", tmp_path / "c.xlsx", SEED_VALUES)])
+    ws.feedback_dir.mkdir(exist_ok=True)
+    (ws.feedback_dir / "30004.xlsx").write_bytes(b"an earlier feedback the unit has since answered")
+    shutil.copytree(ws.root, tmp_path / "forked")
+    alone = run_check(ws, annotate=True)
+    monkeypatch.setattr(feedback, "PARALLEL_THRESHOLD", 1)
+    other = load_workspace(tmp_path / "forked")
+    other = dataclasses.replace(other, limits=dataclasses.replace(other.limits, workers=2))
+    seen: list[str] = []
+    forked = run_check(other, annotate=True, progress=seen.append)
+    assert sorted(seen) == sorted(u.unit.code for u in forked.units)
+
+    def rows(root):
+        conn = sqlite3.connect(root / "danvan.sqlite")
+        try:
+            return (conn.execute("SELECT submission_id, definition_hash, errors, warnings, digest FROM checks "
+                                 "ORDER BY id").fetchall(),
+                    conn.execute("SELECT submission_id, code, severity, message, cell, rule FROM findings "
+                                 "ORDER BY id").fetchall())
+        finally:
+            conn.close()
+
+    def files(folder):
+        return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    assert rows(ws.root) == rows(other.root) and rows(ws.root)[0]
+    assert files(ws.feedback_dir) == files(other.feedback_dir)
+    assert sorted(files(ws.feedback_dir)) == ["30025.xlsx", "TN-VP.xlsx"]  # the answered one removed
+    assert files(ws.reports_dir) == files(other.reports_dir)
+    strip = [{**u, "feedback": u["feedback"] and u["feedback"].rsplit("/", 1)[-1]}
+             for u in alone.to_dict()["units"]]
+    assert strip == [{**u, "feedback": u["feedback"] and u["feedback"].rsplit("/", 1)[-1]}
+                     for u in forked.to_dict()["units"]]
+    assert alone.exit_code == forked.exit_code == 1
