@@ -8,9 +8,7 @@ travels with the finding to the summary.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +100,7 @@ def _with_unit(f: Finding, unit: str) -> Finding:
 # ------------------------------------------------------------------ the `check` stage
 
 RULE_CODES = ("rule-violated", "rule-undetermined")
-STORE_BATCH = 64  # units per transaction when the check runs in this process alone (workers: per chunk)
+STORE_BATCH = 64  # units whose check results commit together (a killed run loses at most these; a rerun redoes them)
 
 
 @dataclass
@@ -142,15 +140,9 @@ class CheckResult:
 
 def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str], None] | None = None) -> CheckResult:
     """Re-run the rules over every current submission, store changed results, write the findings
-    workbook (and feedback workbooks with ``annotate``).
-
-    The ledger is read in three queries for all units. Forked workers then run the rules over
-    consecutive chunks of units and write their feedback workbooks, while this process stores each
-    finished chunk's results (one transaction per chunk: a killed run loses at most the chunks in
-    flight, and a rerun redoes them)."""
-    from .feedback import PARALLEL_THRESHOLD, FeedbackSetting, open_findings, write_feedback
-    from .forkpool import iter_ranges
-    from .fsio import fsync_file, prepare_dir, sync_dir, write_atomic
+    workbook (and feedback workbooks with ``annotate``)."""
+    from .feedback import FeedbackJob, FeedbackSetting, open_findings, write_feedbacks
+    from .fsio import prepare_dir, sync_dir, write_atomic
     from .generate import template_context
     from .ledger import Ledger, WorkspaceLock
 
@@ -165,53 +157,48 @@ def run_check(ws: Workspace, *, annotate: bool = False, progress: Callable[[str]
         return result
     with WorkspaceLock(ws.lock_path, "danvan check"), Ledger.open(ws.ledger_path, ws.archive_dir, "check") as ledger:
         prev_all = ledger.current_values(form.id, ws.year - 1)
+        # three queries for all units (not three per unit), results stored STORE_BATCH units per transaction
         current = ledger.current_submissions_bulk(form.id, ws.year)
         units = {s.unit_code: u for s in current if (u := register.get(s.unit_code)) is not None}
         subs = [s for s in current if s.unit_code in units]
         stored_all = ledger.current_findings(form.id, ws.year)
         latest_all = ledger.latest_check_keys(form.id, ws.year)
-        setting = None
-        if annotate:
-            reply_by = f"trước ngày {ws.deadline:%d/%m/%Y}" if ws.deadline else "sớm"
-            setting = FeedbackSetting(form, template_context(ws), ws.feedback_dir, ws.office.name, reply_by)
-
-        def work(start: int, stop: int) -> list[tuple[list[Finding], Path | None]]:
-            out: list[tuple[list[Finding], Path | None]] = []
-            for sub in subs[start:stop]:
+        by_id = {s.id: s for s in subs}
+        for b in range(0, len(subs), STORE_BATCH):
+            batch = []
+            for sub in subs[b:b + STORE_BATCH]:
                 unit = units[sub.unit_code]
                 stored = stored_all.get(sub.id, [])
                 kept = [f for f in stored if f.code not in RULE_CODES]
                 file = next((f.file for f in stored if f.file), "")
                 findings = kept + rule_findings(form, unit, sub.data, prev_all.get(unit.code), file)
-                path = None
-                if setting is not None and open_findings(findings):
-                    path = write_feedback(setting, unit, sub, findings, prev_all.get(unit.code))
-                out.append((findings, path))
-            for _findings, path in out:
-                if path is not None:
-                    fsync_file(path)
-            return out
-
-        workers = (ws.limits.workers or os.cpu_count() or 1) if len(subs) >= PARALLEL_THRESHOLD else 1
-        with contextlib.closing(iter_ranges(work, 0, len(subs), workers, inline_step=STORE_BATCH)) as chunks:
-            for start, chunk in chunks:
-                batch = [UnitCheck(units[sub.unit_code], sub.id, findings, path)
-                         for sub, (findings, path) in zip(subs[start:start + len(chunk)], chunk, strict=True)]
-                with ledger.transaction() as conn:
-                    for uc in batch:
-                        ledger.store_check(conn, uc.submission_id, form.definition_hash, uc.findings,
-                                           latest=latest_all.get(uc.submission_id))
-                result.units += batch
+                batch.append(UnitCheck(unit, sub.id, findings))
+            with ledger.transaction() as conn:
                 for uc in batch:
-                    if setting is not None and uc.feedback is None:
-                        stale = ws.feedback_dir / f"{uc.unit.code}.xlsx"
-                        if stale.exists():  # an earlier feedback that the unit has since answered
-                            stale.unlink()
-                    if progress:
-                        progress(uc.unit.code)
+                    ledger.store_check(conn, uc.submission_id, form.definition_hash, uc.findings,
+                                       latest=latest_all.get(uc.submission_id))
+            result.units += batch
+            if progress:
+                for uc in batch:
+                    progress(uc.unit.code)
         order = {u.code: i for i, u in enumerate(register)}
         result.units.sort(key=lambda u: order.get(u.unit.code, 10**6))
         if annotate:
+            ctx = template_context(ws)
+            reply_by = f"trước ngày {ws.deadline:%d/%m/%Y}" if ws.deadline else "sớm"
+            needing = []
+            for uc in result.units:
+                if not open_findings(uc.findings):
+                    stale = ws.feedback_dir / f"{uc.unit.code}.xlsx"
+                    if stale.exists():  # an earlier feedback that the unit has since answered
+                        stale.unlink()
+                    continue
+                needing.append(uc)
+            jobs = [FeedbackJob(uc.unit, by_id[uc.submission_id], tuple(uc.findings), prev_all.get(uc.unit.code))
+                    for uc in needing]
+            setting = FeedbackSetting(form, ctx, ws.feedback_dir, ws.office.name, reply_by, jobs)
+            for uc, path in zip(needing, write_feedbacks(setting, ws.limits.workers or None), strict=True):
+                uc.feedback = path
             sync_dir(ws.feedback_dir)
     result.report = write_atomic(ws.reports_dir / f"kiem-tra-{ws.year}.xlsx",
                                  findings_workbook(form, register, result.units))

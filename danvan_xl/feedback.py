@@ -147,42 +147,37 @@ class FeedbackSetting:
     out: Path
     office: str
     reply_by: str
+    jobs: Sequence[FeedbackJob]
 
 
-def write_feedback(setting: FeedbackSetting, unit: Unit, submission: Submission, findings: Sequence[Finding],
-                   prev: dict[str, Any] | None) -> Path:
-    """Build and write one unit's feedback workbook (``out/<unit code>.xlsx``), atomically but not
-    fsynced (the caller syncs a batch with :func:`fsio.fsync_file`). The stamper and its prototypes
-    are kept per process, so every workbook after the first few of a shape is stamped."""
-    from .feedback_stamp import FeedbackStamper
-    from .fsio import write_atomic
+def write_feedbacks(setting: FeedbackSetting, workers: int | None = None) -> list[Path]:
+    """Build and write every job's feedback workbook (``out/<unit code>.xlsx``), in job order.
 
-    stamper = _STAMPER.get((setting.form, setting.ctx))
-    if stamper is None:  # one per process and run: its prototypes serve every chunk the process gets
-        _STAMPER.clear()
-        stamper = _STAMPER[(setting.form, setting.ctx)] = FeedbackStamper(setting.form, setting.ctx)
-    prefill, annotations, sheet = feedback_parts(setting.form, submission, findings, office=setting.office,
-                                                 reply_by=setting.reply_by, prev=prev)
-    data = stamper.build(unit, prefill, annotations, sheet)
-    return write_atomic(setting.out / f"{unit.code}.xlsx", data, durable=False)
-
-
-def write_feedbacks(setting: FeedbackSetting, jobs: Sequence[FeedbackJob], workers: int | None = None) -> list[Path]:
-    """Every job's feedback workbook, in job order, on forked workers (they inherit the jobs,
-    submissions included, so nothing large crosses a pipe); files fsynced once per chunk."""
+    Forked workers inherit the jobs (submissions included) and build whole workbooks, so nothing
+    large crosses a pipe; files are written atomically and fsynced once."""
     workers = workers or os.cpu_count() or 1
-    if len(jobs) < PARALLEL_THRESHOLD:
+    if len(setting.jobs) < PARALLEL_THRESHOLD:
         workers = 1
-    return map_ranges(functools.partial(_write_range, setting, jobs), 0, len(jobs), workers)
+    return map_ranges(functools.partial(_write_range, setting), 0, len(setting.jobs), workers)
 
 
 _STAMPER: dict[tuple[Form, TemplateContext], Any] = {}  # the FeedbackStamper of the last form and context
 
 
-def _write_range(setting: FeedbackSetting, jobs: Sequence[FeedbackJob], start: int, stop: int) -> list[Path]:
-    from .fsio import fsync_file
+def _write_range(setting: FeedbackSetting, start: int, stop: int) -> list[Path]:
+    from .feedback_stamp import FeedbackStamper
+    from .fsio import fsync_file, write_atomic
 
-    paths = [write_feedback(setting, job.unit, job.submission, job.findings, job.prev) for job in jobs[start:stop]]
+    paths = []
+    stamper = _STAMPER.get((setting.form, setting.ctx))
+    if stamper is None:  # one per process and run: its prototypes serve every chunk the process gets
+        _STAMPER.clear()
+        stamper = _STAMPER[(setting.form, setting.ctx)] = FeedbackStamper(setting.form, setting.ctx)
+    for job in setting.jobs[start:stop]:
+        prefill, annotations, sheet = feedback_parts(setting.form, job.submission, job.findings,
+                                                     office=setting.office, reply_by=setting.reply_by, prev=job.prev)
+        data = stamper.build(job.unit, prefill, annotations, sheet)
+        paths.append(write_atomic(setting.out / f"{job.unit.code}.xlsx", data, durable=False))
     for p in paths:
         fsync_file(p)
     return paths

@@ -202,12 +202,12 @@ def test_bulk_check_and_inherited_submissions_give_what_the_per_unit_reads_give(
     out.mkdir()
     ctx = template_context(ws)
     reply_by = f"trước ngày {ws.deadline:%d/%m/%Y}" if ws.deadline else "sớm"
-    write_feedbacks(FeedbackSetting(form, ctx, out, ws.office.name, reply_by), jobs, 1)
+    write_feedbacks(FeedbackSetting(form, ctx, out, ws.office.name, reply_by, jobs), 1)
     assert {p.name: p.read_bytes() for p in out.glob("*.xlsx")} == written
 
 
 def test_check_on_forked_workers_stores_and_writes_what_the_single_process_check_does(ws, tmp_path, monkeypatch):
-    """Workers run the rules and write feedback while the parent stores each finished chunk: the
+    """Feedback workbooks written by forked workers (inheriting the parent's submissions): the
     ledger rows, the feedback workbooks (a stale one removed) and the result must be the same as
     when one process does everything."""
     import dataclasses
