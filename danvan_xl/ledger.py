@@ -662,14 +662,14 @@ def prepare_submission(data: SubmissionData) -> tuple[str, list[tuple[Any, ...]]
     values: dict[str, list[Any]] = {}
     for fid, v in data.values.items():
         values[fid] = _encode_value(v)
-        rows.append((fid, 0, "", *_value_columns_fast(v)))
+        rows.append((fid, 0, "", *_value_columns(v)))
     tables: dict[str, list[dict[str, list[Any]]]] = {}
     for tid, table_rows in data.tables.items():
         encoded_rows = tables[tid] = []
         for i, row in enumerate(table_rows, start=1):
             encoded_rows.append({c: _encode_value(v) for c, v in row.items()})
             for col, v in row.items():
-                rows.append((tid, i, col, *_value_columns_fast(v)))
+                rows.append((tid, i, col, *_value_columns(v)))
     head = {"unit_code": data.unit_code, "form_id": data.form_id, "form_version": data.form_version,
             "definition_hash": data.definition_hash, "year": data.year}
     # json sorts every dict's keys (sort_keys), so the insertion order here does not matter.
@@ -681,8 +681,9 @@ def prepare_submission(data: SubmissionData) -> tuple[str, list[tuple[Any, ...]]
     return encoded, rows, sha256(json.dumps(canon, sort_keys=True, ensure_ascii=False).encode())
 
 
-def _value_columns_fast(v: Value) -> tuple[Any, ...]:
-    """:func:`_value_columns`, faster for the common plain types (others take the reference path)."""
+def _value_columns(v: Value) -> tuple[Any, ...]:
+    """A value's submission_values columns (state, num, text, raw, sheet, cell); the plain types
+    that make up nearly every value are told apart by their exact type first."""
     value = v.value
     kind = type(value)
     if kind is float or kind is int:
@@ -691,23 +692,12 @@ def _value_columns_fast(v: Value) -> tuple[Any, ...]:
         num, text = None, value
     elif value is None:
         num = text = None
-    else:
-        return _value_columns(v)
+    else:  # dates, booleans, subclasses
+        num = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        text = value.isoformat() if isinstance(value, dt.date) else value if isinstance(value, str) else None
     if v.state == ValueState.NA:
         text = NA_TEXT
     return (_STATE_TEXT[v.state], num, text, v.raw, v.sheet, v.cell)
-
-
-def _value_columns(v: Value) -> tuple[Any, ...]:
-    num = v.value if isinstance(v.value, int | float) and not isinstance(v.value, bool) else None
-    text = None
-    if v.state == ValueState.NA:
-        text = NA_TEXT
-    elif isinstance(v.value, dt.date):
-        text = v.value.isoformat()
-    elif isinstance(v.value, str):
-        text = v.value
-    return (v.state.value, num, text, v.raw, v.sheet, v.cell)
 
 
 def _json(value: Any) -> str | None:

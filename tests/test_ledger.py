@@ -21,6 +21,7 @@ from danvan_xl.errors import LedgerError
 from danvan_xl.generate import generate
 from danvan_xl.ledger import WorkspaceLock
 from danvan_xl.sample_data import sample_values
+from danvan_xl.vocabulary import ValueState
 from danvan_xl.workspace import init_workspace
 
 DANVAN = [sys.executable, "-m", "danvan_xl"]
@@ -208,6 +209,19 @@ def _reference_value(v) -> list:
     return [v.state.value, value, v.raw, v.sheet, v.cell]
 
 
+def _reference_columns(v) -> tuple:
+    """submission_values columns as the ledger first computed them."""
+    num = v.value if isinstance(v.value, int | float) and not isinstance(v.value, bool) else None
+    text = None
+    if v.state == ValueState.NA:
+        text = "không phát sinh"
+    elif isinstance(v.value, dt.date):
+        text = v.value.isoformat()
+    elif isinstance(v.value, str):
+        text = v.value
+    return (v.state.value, num, text, v.raw, v.sheet, v.cell)
+
+
 def _reference_json(data) -> str:
     """The stored JSON as the ledger first wrote it: every dict sorted, values as [state, value, raw, sheet, cell]."""
     return json.dumps({
@@ -237,9 +251,8 @@ def _reference_content_hash(data) -> str:
 
 def test_prepare_submission_equals_the_reference_encoders():
     """collect's one-pass encoding (while workers parse) stores exactly what the reference functions give."""
-    from danvan_xl.ledger import _value_columns, prepare_submission
+    from danvan_xl.ledger import prepare_submission
     from danvan_xl.submission import SubmissionData, Value
-    from danvan_xl.vocabulary import ValueState
 
     values = {
         "a_int": Value("a_int", ValueState.VALUE, 12, None, "S", "D5"),
@@ -259,8 +272,8 @@ def test_prepare_submission_equals_the_reference_encoders():
     encoded, rows, chash = prepare_submission(data)
     assert encoded == _reference_json(data)
     assert chash == _reference_content_hash(data)
-    reference = [(fid, 0, "", *_value_columns(v)) for fid, v in values.items()]
-    reference += [(tid, i, col, *_value_columns(v)) for tid, rs in tables.items()
+    reference = [(fid, 0, "", *_reference_columns(v)) for fid, v in values.items()]
+    reference += [(tid, i, col, *_reference_columns(v)) for tid, rs in tables.items()
                   for i, row in enumerate(rs, start=1) for col, v in row.items()]
     assert rows == reference
     assert [[type(x) for x in r] for r in rows] == [[type(x) for x in r] for r in reference]
