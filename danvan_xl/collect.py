@@ -125,20 +125,23 @@ class _Staged:
 
     kind: str
     notes: list[str]
-    chash: str
     prepared: tuple[str, list[tuple[Any, ...]], str]  # the data's JSON, value rows, content hash (prepare_submission)
     findings: list[Finding]
     head: SubmissionData  # the submission's own columns; its values travel in ``prepared``
 
+    @property
+    def chash(self) -> str:
+        return self.prepared[2]
+
     def record(self) -> tuple[Any, ...]:
         d = self.head
-        return (self.kind, self.notes, self.chash, self.prepared, self.findings,
+        return (self.kind, self.notes, self.prepared, self.findings,
                 (d.unit_code, d.form_id, d.form_version, d.definition_hash, d.year))
 
     @classmethod
     def from_record(cls, record: tuple[Any, ...]) -> _Staged:
-        kind, notes, chash, prepared, findings, head = record
-        return cls(kind, notes, chash, prepared, findings, SubmissionData(*head))  # values: see ``prepared``
+        kind, notes, prepared, findings, head = record
+        return cls(kind, notes, prepared, findings, SubmissionData(*head))  # values: see ``prepared``
 
 
 @dataclass
@@ -260,8 +263,7 @@ def _triage(
     data = _with_unit(parsed.data, unit.code, ws.year)
     findings = check_submission(form, unit, data, parsed.findings, prev.get(unit.code), item.name)
     head = SubmissionData(data.unit_code, data.form_id, data.form_version, data.definition_hash, data.year)
-    prepared = prepare_submission(data)
-    staging.put(unit.code, p, _Staged(parsed.kind, parsed.notes, prepared[2], prepared, findings, head))
+    staging.put(unit.code, p, _Staged(parsed.kind, parsed.notes, prepare_submission(data), findings, head))
     return None
 
 
@@ -351,8 +353,8 @@ def _final(p: _Pending, outcome: str, message: str, unit: Unit, sid: int | None,
                        errors, warnings, list(notes))
 
 
-def _store(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3.Connection,
-           entry: tuple[_Pending, _Staged], state: str, supersedes: int | None) -> tuple[int, list[Finding]]:
+def _store(form: Form, ledger: Ledger, conn: sqlite3.Connection, entry: tuple[_Pending, _Staged], state: str,
+           supersedes: int | None) -> tuple[int, list[Finding]]:
     p, parsed = entry
     sid = ledger.add_submission(conn, parsed.head, digest=p.digest, chash=parsed.chash, received_at=p.item.received_at,
                                 source=p.item.origin.describe(), file_format=parsed.kind, state=state,
@@ -369,14 +371,14 @@ def _accept(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3
     older = current is not None and dt.datetime.fromisoformat(current["received_at"]) > received
     if older:
         assert current is not None
-        sid, findings = _store(ws, form, unit, ledger, conn, entry, "superseded", None)
+        sid, findings = _store(form, ledger, conn, entry, "superseded", None)
         message = (f"bản này cũ hơn bản đang dùng (nhận {_vn_date(current['received_at'])}); "
                    "đã lưu làm lịch sử, không thay bản đang dùng")
         ledger.add_delivery(conn, _delivery(p.item, p.digest, "superseded-old", message, "older", unit.code, sid, parsed.notes))
         ledger.event(conn, "stored-older", unit.code, p.item.name, submission=sid, current=current["id"])
         return p.seq, _final(p, "superseded-old", message, unit, sid, "older", findings, parsed.notes)
     supersedes = int(current["id"]) if current is not None else None
-    sid, findings = _store(ws, form, unit, ledger, conn, entry, "current", supersedes)
+    sid, findings = _store(form, ledger, conn, entry, "current", supersedes)
     if current is not None:
         ledger.set_state(conn, int(current["id"]), "superseded")
     for row in ledger.unit_conflicts(unit.code, form.id, ws.year):
@@ -397,7 +399,7 @@ def _accept(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3
 
 def _conflict(ws: Workspace, form: Form, unit: Unit, ledger: Ledger, conn: sqlite3.Connection,
               fresh: list[tuple[_Pending, _Staged]]) -> list[tuple[int, FileOutcome]]:
-    stored = [(entry, *_store(ws, form, unit, ledger, conn, entry, "conflict", None)) for entry in fresh]
+    stored = [(entry, *_store(form, ledger, conn, entry, "conflict", None)) for entry in fresh]
     ids = [sid for _e, sid, _f in stored]
     names = "; ".join(f"bản số {sid}: {e[0].item.name} ({e[0].item.origin.describe()})" for e, sid, _f in stored)
     message = (f"{len(fresh)} tệp khác nhau cùng của {unit.name} trong một lần thu nhận — {names}. "
