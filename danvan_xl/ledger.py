@@ -475,8 +475,9 @@ class Ledger:
         return out
 
     def current_values(self, form_id: str, year: int) -> dict[str, dict[str, Any]]:
-        """unit → field → plain value (``NA`` for không phát sinh) of the current submissions."""
-        return {s.unit_code: s.data.plain() for s in self.current_submissions(form_id, year)}
+        """unit → field → plain value (``NA`` for không phát sinh) of the current submissions (plain
+        reads: :meth:`current_plain`)."""
+        return {s.unit_code: s.data.plain() for s in self.current_plain(form_id, year)}
 
     # -- bulk reads of the current submissions (compile): one query each instead of one or more per unit
     def current_submissions_bulk(self, form_id: str, year: int) -> list[Submission]:

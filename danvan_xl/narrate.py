@@ -90,7 +90,7 @@ def write_narratives(
     options = options or NarrativeOptions()
     with WorkspaceLock(ws.lock_path, "danvan narrative"), Ledger.open_readonly(ws.ledger_path) as ledger:
         index = ledger.current_index(form.id, ws.year)  # ids and error counts only: the data stays in the ledger
-        prev = {s.unit_code: s.data.plain() for s in ledger.current_plain(form.id, ws.year - 1)}
+        prev = ledger.current_values(form.id, ws.year - 1)
     unit_reports = bool(units) or not district
     jobs: list[_UnitJob] = []
     for unit in selected if unit_reports else []:
