@@ -169,16 +169,16 @@ class XlsxWorksheet(Worksheet):
                     write(f'<row r="{row + 1}{head}{extra}/>')
                 else:
                     pieces = [cells[c] for c in sorted(cells)]
-                    if self.pending and self._meets_pending(pieces):  # formats to be numbered: meet them in order
+                    body = "".join(pieces)
+                    if self.pending and self._meets_pending(body):  # formats to be numbered: meet them in order
                         for piece in pieces:
                             self._meet(piece)
                         args = tuple(map(str, xf))
-                    write(f'<row r="{row + 1}{head}{extra}>' + "".join(pieces).format(*args) + "</row>")
+                    write(f'<row r="{row + 1}{head}{extra}>' + body.format(*args) + "</row>")
 
-    def _meets_pending(self, pieces: list[str]) -> bool:
-        """Whether a cell of the row has a format still to be numbered (the others need nothing)."""
-        row = "".join(pieces)
-        return any(f's="{{{k}}}"' in row for k in self.pending)
+    def _meets_pending(self, body: str) -> bool:
+        """Whether a cell of the row (its cells' XML) has a format still to be numbered (the others need nothing)."""
+        return any(f's="{{{k}}}"' in body for k in self.pending)
 
     def _meet(self, piece: str) -> None:
         k = _format_number(piece)
