@@ -6,7 +6,7 @@ the rest communes), then runs every stage the way a user does, as a separate ``d
     generate   N templates                      floor: bare xlsxwriter replaying one template's calls, × N / cores
     collect    N filled returns + 5 % hostile   floor: python-calamine reading the same sheets, N files on all cores
     check      every current submission (+ feedback workbooks)   floor: sqlite3 reading every stored value
-    compile    the district summary workbook    floor: xlsxwriter writing the same cells (constant_memory)
+    compile    the district summary workbook    floor: bare xlsxwriter writing the workbook's own cells (constant_memory)
     narrative  N unit reports, then the district's  floor: zipfile writing the same .docx parts N + 1 times
 
 and prints per-stage seconds, items/s, the peak memory (PSS) of the stage's processes together,
@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import python_calamine
-import xlsxwriter
 
 from danvan_xl.form import Form
 from danvan_xl.generate import template_context
@@ -57,6 +56,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the bad-input catalogue lives 
 import bench_generate  # noqa: E402
 import hostile  # noqa: E402
 from synthetic import make_workspace, units_for  # noqa: E402
+from xlsx_floor import floor_compile  # noqa: E402
 
 HOSTILE_SHARE = 0.05
 TARGET_SECONDS = 60.0
@@ -207,19 +207,6 @@ def floor_check(ws: Workspace) -> float:
     return time.perf_counter() - start
 
 
-def floor_compile(ws: Workspace, n: int) -> float:
-    fields = sum(1 for f in ws.load_form().fields.values() if f.is_input)
-    start = time.perf_counter()
-    book = xlsxwriter.Workbook(io.BytesIO(), {"constant_memory": True})
-    sheet = book.add_worksheet()
-    for r in range(n):
-        sheet.write_string(r, 0, f"Đơn vị {r}")
-        for c in range(1, fields + 1):
-            sheet.write_number(r, c, r + c)
-    book.close()
-    return time.perf_counter() - start
-
-
 def floor_narrative(sample_docx: Path, n: int) -> float:
     with zipfile.ZipFile(sample_docx) as zf:
         parts = [(i.filename, zf.read(i)) for i in zf.infolist()]
@@ -279,7 +266,7 @@ def cycle(n: int, tmp: Path) -> Run:
     counted = re.search(r"Tính vào tổng ([\d.]+)/([\d.]+)", text)
     _require(counted is not None and counted.group(1).replace(".", "") == str(n),
              "compile did not count every unit: " + text[-400:])
-    run.stages.append(Stage("compile", n, seconds, peak, floor_compile(ws, n), rc))
+    run.stages.append(Stage("compile", n, seconds, peak, floor_compile(summary), rc))
 
     seconds, peak, rc = run_stage(["narrative", "-w", root], logs / "narrative.txt")
     more, peak2, rc2 = run_stage(["narrative", "-w", root, "--district"], logs / "narrative-district.txt")
