@@ -8,6 +8,7 @@ names. No ledger, no model, no layout, no charts: the library's own cost for the
 
 from __future__ import annotations
 
+import html
 import io
 import re
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import xlsxwriter
+from xlsxwriter.utility import xl_cell_to_rowcol
 
 _CELL = re.compile(rb'<c r="([A-Z]+)([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)', re.DOTALL)
 _SI = re.compile(rb"<si>(.*?)</si>", re.DOTALL)
@@ -25,7 +27,7 @@ _VALUE = re.compile(rb"<v>(.*?)</v>", re.DOTALL)
 
 
 def _xml_text(raw: bytes) -> str:
-    return raw.decode().replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+    return html.unescape(raw.decode())
 
 
 def summary_cells(path: Path) -> list[tuple[str, list[tuple[int, int, str, Any, Any]]]]:
@@ -38,22 +40,20 @@ def summary_cells(path: Path) -> list[tuple[str, list[tuple[int, int, str, Any, 
         out = []
         for i, name in enumerate(names, start=1):
             cells = []
-            for col, row, attrs, inner in _CELL.findall(zf.read(f"xl/worksheets/sheet{i}.xml")):
-                c = 0
-                for ch in col:
-                    c = c * 26 + ch - 64
+            for letters, digits, attrs, inner in _CELL.findall(zf.read(f"xl/worksheets/sheet{i}.xml")):
+                row, col = xl_cell_to_rowcol((letters + digits).decode())
                 inner = inner or b""
                 value = _VALUE.search(inner)
                 formula = _FORMULA.search(inner)
                 if formula:
                     cached = _xml_text(value.group(1)) if value else 0
-                    cells.append((int(row) - 1, c - 1, "f", "=" + _xml_text(formula.group(1)), cached))
+                    cells.append((row, col, "f", "=" + _xml_text(formula.group(1)), cached))
                 elif b't="s"' in attrs and value:
-                    cells.append((int(row) - 1, c - 1, "s", strings[int(value.group(1))], None))
+                    cells.append((row, col, "s", strings[int(value.group(1))], None))
                 elif value:
-                    cells.append((int(row) - 1, c - 1, "n", float(value.group(1)), None))
+                    cells.append((row, col, "n", float(value.group(1)), None))
                 else:  # a formatted empty cell
-                    cells.append((int(row) - 1, c - 1, "b", None, None))
+                    cells.append((row, col, "b", None, None))
             out.append((name, cells))
     return out
 
