@@ -21,6 +21,7 @@ from pathlib import Path
 
 import python_calamine
 import synthetic
+from machine import machine_line
 
 from danvan_xl.collect import collect
 from danvan_xl.form import load_form
@@ -64,6 +65,7 @@ def _init(sheets: list[str]) -> None:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     workers = os.cpu_count() or 1
+    print(machine_line())
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         ws, inbox = make_workspace(Path(tmp), n)

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import machine_line
 from xlsx_floor import floor_compile
 
 from danvan_xl.expr import NA
@@ -170,6 +171,7 @@ def main() -> None:
     if args.one is not None:
         print(json.dumps(run_one(args.one, args.text[0], args.out)))
         return
+    print(machine_line())
     print(f"{'units':>7} {'text':>6} {'text MB':>8} {'seconds':>8} {'xlsx MB':>8} {'peak RSS MB':>12} {'growth MB':>10}"
           f" {'floor s':>8} {'ratio':>6}")
     for text in args.text:

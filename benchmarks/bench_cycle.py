@@ -55,6 +55,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the bad-input catalogue lives 
 
 import bench_generate  # noqa: E402
 import hostile  # noqa: E402
+from machine import machine_line  # noqa: E402
 from synthetic import make_workspace, units_for  # noqa: E402
 from xlsx_floor import floor_compile  # noqa: E402
 
@@ -331,34 +332,13 @@ def report(runs: list[Run]) -> None:
         for sa, sb in zip(a.stages, b.stages, strict=True):
             print(f"  {sa.name:<10} {sb.seconds / sa.seconds / scale:5.2f}   peak memory {sa.peak_mb:.0f} → {sb.peak_mb:.0f} MB")
     print(f"\ntargets at 10,000 units: each stage < {TARGET_SECONDS:.0f} s on 2 cores, peak memory < "
-          f"{TARGET_MEMORY_MB:.0f} MB; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"effective parallel capacity now {parallel_capacity():.1f} cores")
-
-
-def _spin(_: int) -> float:
-    start = time.perf_counter()
-    x = 0
-    for i in range(5_000_000):
-        x += i
-    return time.perf_counter() - start
-
-
-def parallel_capacity() -> float:
-    """How many CPU-bound processes this machine really runs at once right now (shared machines
-    often give less than ``os.cpu_count()``); read every parallel figure in that light."""
-    cores = os.cpu_count() or 1
-    alone = _spin(0)
-    with ProcessPoolExecutor(cores) as pool:
-        start = time.perf_counter()
-        list(pool.map(_spin, range(cores)))
-        together = time.perf_counter() - start
-    return cores * alone / together
+          f"{TARGET_MEMORY_MB:.0f} MB")
+    print(f"now: {machine_line()}")
 
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 10_000]
-    print(f"{os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"effective parallel capacity now {parallel_capacity():.1f} cores")
+    print(machine_line())
     runs = []
     for n in sizes:
         print(f"running the cycle for {n:,} units …", flush=True)

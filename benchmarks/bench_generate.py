@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import xlsxwriter
+from machine import machine_line
 
 from danvan_xl import template_writer
 from danvan_xl.form import load_form
@@ -107,6 +108,7 @@ def per_call_ms(fn: Any, n: int) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    print(machine_line())
     form = load_form("nam-dan-van-chinh-quyen")
     unit = read_register(sample_dir() / "units.csv").get("30025")
     assert unit is not None

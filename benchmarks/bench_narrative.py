@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import synthetic
+from machine import machine_line
 
 from danvan_xl.docx_writer import build_docx
 from danvan_xl.expr import NA
@@ -120,7 +121,7 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=1000, help="unit reports for the stage timing (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions of the stage timing (default 3)")
     args = parser.parse_args()
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} cores")
+    print(machine_line())
     form = load_form("nam-dan-van-chinh-quyen")
     time_build(form, args.runs)
     if args.units:
