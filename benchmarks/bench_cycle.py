@@ -15,7 +15,7 @@ N2/N1: 1.0 is linear). Every count is reconciled exactly: files in = accepted + 
 duplicates; one submission per unit; one delivery per file; one archived copy per distinct file;
 one template and one report per unit. A mismatch stops the benchmark.
 
-    python benchmarks/bench_cycle.py                # 1,000 and 10,000 units (about 15 minutes on 2 cores)
+    python benchmarks/bench_cycle.py                # 1,000 and 10,000 units (4 to 15 minutes on 2 cores)
     python benchmarks/bench_cycle.py 500 2000       # other sizes
 """
 
