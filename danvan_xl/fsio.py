@@ -64,7 +64,7 @@ def write_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> Path
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are meant to be shared
         os.close(fd)
         fd = -1
-        _failpoint_hold_temp()
+        failpoint_hold("TEMP")
         os.replace(tmp, path)
         tmp = ""
         if durable:
@@ -80,12 +80,16 @@ def write_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> Path
     return path
 
 
-def _failpoint_hold_temp() -> None:
-    """Fault-injection point for the kill -9 tests: with ``DANVAN_FAILPOINT_HOLD_TEMP=seconds`` in the
-    environment, every atomic write pauses with its complete temporary file on disk, just before the
-    rename, so a test can kill the process at exactly that moment instead of racing a fast writer.
+def failpoint_hold(point: str) -> None:
+    """Fault-injection points for the kill -9 tests, so that a test kills the process at exactly
+    that moment instead of racing a fast machine. With ``DANVAN_FAILPOINT_HOLD_<POINT>=seconds`` in
+    the environment the process pauses there:
+
+    * ``TEMP``: every atomic write, with its complete temporary file on disk, just before the rename;
+    * ``COMMIT``: every ledger transaction, just after its commit.
+
     Unset (always, outside tests) it costs one dictionary lookup."""
-    hold = os.environ.get("DANVAN_FAILPOINT_HOLD_TEMP")
+    hold = os.environ.get(f"DANVAN_FAILPOINT_HOLD_{point}")
     if hold:
         import time
 

@@ -32,7 +32,7 @@ from typing import Any
 from .errors import LedgerBusy, LedgerError, OutputError
 from .expr import NA
 from .findings import Finding
-from .fsio import describe_os_error, ensure_dir
+from .fsio import describe_os_error, ensure_dir, failpoint_hold
 from .submission import PlainData, PlainSubmission, Submission, SubmissionData, Value
 from .vocabulary import NA_TEXT, Severity, ValueState
 
@@ -337,6 +337,7 @@ class Ledger:
                 with contextlib.suppress(sqlite3.Error):
                     self.conn.execute("ROLLBACK")
                 raise _db_error(self.path, err) from err
+            failpoint_hold("COMMIT")
 
     def run_id(self, conn: sqlite3.Connection) -> int:
         """The current run's id, created lazily inside the first transaction that stores something."""

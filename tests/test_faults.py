@@ -26,6 +26,9 @@ from danvan_xl.sample_data import sample_values
 from danvan_xl.workspace import init_workspace, load_workspace
 
 DANVAN = [sys.executable, "-m", "danvan_xl"]
+# Every ledger transaction pauses just after its commit (fsio.failpoint_hold), so a kill that waits
+# for some rows lands mid-run however fast the machine stores the rest.
+HOLD_COMMIT = {"DANVAN_FAILPOINT_HOLD_COMMIT": "0.5"}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +97,9 @@ def kill_when(cmd: list[str], ready, timeout: float = 90, env: dict[str, str] | 
 def test_kill_9_at_many_points_of_collect(returns, tmp_path, after):
     ws = fresh(returns, tmp_path)
     _, inbox = returns
-    kill_when([*DANVAN, "collect", "-w", str(ws.root), str(inbox)], lambda: count(ws.ledger_path, "submissions") >= after)
+    killed = kill_when([*DANVAN, "collect", "-w", str(ws.root), str(inbox)],
+                       lambda: count(ws.ledger_path, "submissions") >= after, env=HOLD_COMMIT)
+    assert killed, "the run ended before the kill point; the test did not test anything"
     mid = state(ws.ledger_path) if ws.ledger_path.exists() else None
     if mid:
         assert mid["integrity"] == "ok" and mid["dangling"] == 0
@@ -114,8 +119,10 @@ def test_kill_9_during_check_with_feedback(returns, tmp_path, after):
     _, inbox = returns
     collect(ws, [inbox])
     before = count(ws.ledger_path, "checks")
-    kill_when([*DANVAN, "check", "-w", str(ws.root), "--annotate"],
-              lambda: count(ws.ledger_path, "checks") >= before + after or (ws.feedback_dir / "30025.xlsx").exists())
+    killed = kill_when([*DANVAN, "check", "-w", str(ws.root), "--annotate"],
+                       lambda: count(ws.ledger_path, "checks") >= before + after or (ws.feedback_dir / "30025.xlsx").exists(),
+                       env=HOLD_COMMIT)
+    assert killed, "the run ended before the kill point; the test did not test anything"
     assert state(ws.ledger_path)["integrity"] == "ok"
     for folder in (ws.feedback_dir, ws.reports_dir):  # a killed run may leave a hidden temp file, never a torn output
         for p in folder.glob("*.xlsx") if folder.exists() else []:

@@ -78,7 +78,8 @@ def _cells(data_json: str) -> int:
 def test_kill_9_mid_collect_leaves_a_consistent_ledger_and_the_next_run_finishes(returns, tmp_path):
     ws = fresh_ws(returns, tmp_path)
     _, inbox = returns
-    env = dict(os.environ, DANVAN_LOCK_TIMEOUT="5")
+    # Paused after every commit, so the kill lands mid-run however fast the machine stores the 25 units.
+    env = dict(os.environ, DANVAN_LOCK_TIMEOUT="5", DANVAN_FAILPOINT_HOLD_COMMIT="0.5")
     proc = subprocess.Popen([*DANVAN, "collect", "-w", str(ws.root), str(inbox)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
