@@ -72,7 +72,7 @@ class Book:
             except BaseException as err:
                 # python-calamine panics (a BaseException) on some values, e.g. a large negative number in
                 # a date-formatted cell ("TimeDelta::milliseconds out of bounds"); that is this file's problem.
-                if type(err).__name__ != "PanicException":
+                if not _is_panic(err):
                     raise
                 raise Rejected("damaged-file", f"trang '{sheet}' có giá trị không đọc được ({_short(err)}), thường là một "
                                                "ô ngày tháng chứa số âm rất lớn; đề nghị kiểm tra và lưu lại") from None
@@ -110,12 +110,20 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
     loads them (a far-away cell makes calamine allocate the whole rectangle and abort)."""
     try:
         wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+        states = {m.name: _state(m.visible) for m in wb.sheets_metadata}
+        sheet_names = list(wb.sheet_names)
     except python_calamine.PasswordError as err:
         raise Rejected("encrypted", "tệp được đặt mật khẩu; đề nghị gửi lại bản không đặt mật khẩu") from err
     except python_calamine.CalamineError as err:
         raise Rejected("damaged-file", f"không đọc được bảng tính ({_short(err)}); đề nghị mở bằng Excel rồi lưu lại") from err
-    states = {m.name: _state(m.visible) for m in wb.sheets_metadata}
-    book = Book(sniffed.kind, list(wb.sheet_names), states, {}, {}, {}, wb)
+    except BaseException as err:
+        # python-calamine panics (a BaseException) on some damaged files while opening them, e.g. an
+        # .xls whose record lengths lie ("range start index … out of range"; found by atheris).
+        if not _is_panic(err):
+            raise
+        raise Rejected("damaged-file", "cấu trúc tệp bị hỏng, trình đọc bảng tính không đọc được; "
+                                       "đề nghị mở bằng Excel rồi lưu lại, hoặc gửi lại") from None
+    book = Book(sniffed.kind, sheet_names, states, {}, {}, {}, wb)
     try:
         if sniffed.kind == "xlsx":
             _xlsx_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)), limits, needed)
@@ -129,7 +137,12 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
     return book
 
 
-def _short(err: Exception) -> str:
+def _is_panic(err: BaseException) -> bool:
+    """A Rust panic inside python-calamine (pyo3's PanicException, a BaseException not exported by name)."""
+    return type(err).__name__ == "PanicException"
+
+
+def _short(err: BaseException) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text[:120]
 
