@@ -86,6 +86,10 @@ def _sniff_ole(data: bytes) -> Sniffed:
         raise Rejected("damaged-file", "tệp Office bị hỏng (không đọc được cấu trúc OLE); đề nghị gửi lại") from err
     try:
         streams = {"/".join(s) for s in ole.listdir(streams=True, storages=False)}
+    except Exception as err:  # RecursionError included
+        # A damaged directory can chain storages inside each other: olefile then recurses until
+        # Python's limit (found by atheris); other damage raises olefile's own errors.
+        raise Rejected("damaged-file", "tệp Office bị hỏng (cây thư mục OLE không hợp lệ); đề nghị gửi lại") from err
     finally:
         ole.close()
     if "EncryptionInfo" in streams or "EncryptedPackage" in streams:
