@@ -19,6 +19,11 @@ from .textnorm import format_int
 from .workspace import Limits
 
 MB = 1024 * 1024
+# What zipfile raises for a damaged or unsupported archive: its own error, OSError and EOFError for
+# short or lying data, ValueError for impossible fields, and NotImplementedError for a version,
+# compression method (Deflate64, AES) or encryption it does not support (the last found by atheris:
+# a ZIP64 end record claiming version 19.6 took a whole collect down when the file came inside a zip).
+ZIP_ERRORS: tuple[type[Exception], ...] = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError)
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"
 # Parts checked here; the reader checks the sheets it parses (and calamine refuses entities).
@@ -109,7 +114,7 @@ def _sniff_zip(data: bytes, limits: Limits) -> Sniffed:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+    except ZIP_ERRORS as err:
         raise Rejected("damaged-file", "tệp bị hỏng hoặc không trọn vẹn (không đọc được cấu trúc nén); đề nghị gửi lại") from err
     check_zip_members(infos, len(data), limits)
     names = {i.filename for i in infos}
@@ -194,7 +199,7 @@ def _read(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
     try:
         with zf.open(name) as fh:
             return fh.read(limit)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+    except ZIP_ERRORS as err:
         raise Rejected("damaged-file", f"thành phần '{name}' bị hỏng; đề nghị mở bằng Excel rồi lưu lại") from err
     except Exception as err:  # zlib.error and friends from corrupt deflate streams
         raise Rejected("damaged-file", f"thành phần '{name}' bị hỏng; đề nghị gửi lại") from err

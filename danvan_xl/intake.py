@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
-from .gate import MB, Rejected, check_zip_members
+from .gate import MB, ZIP_ERRORS, Rejected, check_zip_members
 from .textnorm import clean_text
 from .workspace import Limits
 
@@ -146,7 +146,7 @@ def _is_plain_zip(data: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = set(zf.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except ZIP_ERRORS:
         return False
     return "[Content_Types].xml" not in names and "mimetype" not in names
 
@@ -174,7 +174,7 @@ def _zip_members(data: bytes, origin: Origin, when: dt.datetime, limits: Limits,
     except Rejected as rej:
         yield Item(label, None, origin, when, problem=f"tệp nén bị từ chối: {rej.message}")
         return
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
+    except ZIP_ERRORS as err:
         yield Item(label, None, origin, when, problem=f"tệp nén bị hỏng ({err})")
         return
     for info in sorted(infos, key=lambda i: i.filename):

@@ -25,7 +25,7 @@ import python_calamine
 from . import cells
 from .findings import Finding
 from .form import Form
-from .gate import Rejected, Sniffed
+from .gate import ZIP_ERRORS, Rejected, Sniffed
 from .layout import Cell, Layout, build_layout, col_letter
 from .submission import SubmissionData, Value
 from .textnorm import clean_text, format_int, match_key
@@ -131,7 +131,7 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
             _ods_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)))
         else:
             _xls_names(book, data)
-    except (zipfile.BadZipFile, KeyError, EOFError, OSError, zlib.error) as err:
+    except (*ZIP_ERRORS, KeyError, zlib.error) as err:
         # A member shorter or longer than declared (lying sizes), a bad CRC, a missing part.
         raise Rejected("damaged-file", f"tệp bị hỏng ({_short(err)}); đề nghị mở bằng Excel rồi lưu lại, hoặc gửi lại") from err
     return book

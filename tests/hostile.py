@@ -80,6 +80,15 @@ def overlapping(data: bytes) -> bytes:
     return bytes(raw)
 
 
+def unsupported_version(data: bytes, version: int = 196) -> bytes:
+    """Every central-directory entry claims it needs zip version 19.6 to extract: Python's zipfile
+    refuses such an archive with NotImplementedError, not BadZipFile (found by atheris)."""
+    raw = bytearray(rezip(members(data)))
+    for m in re.finditer(rb"PK\x01\x02", raw):
+        struct.pack_into("<H", raw, m.start() + 6, version)
+    return bytes(raw)
+
+
 def duplicate_member(data: bytes) -> bytes:
     parts = list(members(data).items())
     shared = dict(parts)["xl/sharedStrings.xml"]

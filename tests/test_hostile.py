@@ -78,6 +78,7 @@ REJECTED = [
     ("bom.xlsx", hostile.zip_bomb, "too-large", "nghi tệp nén độc hại"),
     ("kich-thuoc-gia.xlsx", hostile.lying_size, "damaged-file", "hỏng"),
     ("chong-lan.xlsx", hostile.overlapping, "damaged-file", "chồng lên nhau"),
+    ("phien-ban-nen.xlsx", hostile.unsupported_version, "damaged-file", "cấu trúc nén"),
     ("trung-ten.xlsx", hostile.duplicate_member, "ambiguous-archive", "cùng tên"),
     ("duong-dan.xlsx", hostile.traversal_member, "unsafe-archive", "đường dẫn không an toàn"),
     ("laughs-sst.xlsx", hostile.laughs_in_shared_strings, "unsafe-xml", "DTD"),
@@ -199,6 +200,18 @@ def test_attachment_names_are_never_paths(ws, base, tmp_path):
     assert result.outcomes[0].outcome == "accepted"
     assert sorted(str(p) for p in mailbox.rglob("*")) == before  # nothing written next to the message
     assert not Path("/etc/passwd.xlsx").exists()
+
+
+def test_an_archive_zipfile_cannot_open_inside_a_zip_is_one_rejected_file(ws, base, tmp_path):
+    """A member of a sent .zip that is itself an archive Python's zipfile refuses (NotImplementedError
+    for an unsupported version) used to end the whole collect with an internal error."""
+    outer = tmp_path / "ca-hai.zip"
+    outer.write_bytes(hostile.rezip({"a-hong.xlsx": hostile.unsupported_version(base[1]), "b-tot.xlsx": base[1]}))
+    result = collect(ws, [outer])
+    outcomes = {o.name: o for o in result.outcomes}
+    assert outcomes["a-hong.xlsx"].outcome == "rejected" and outcomes["a-hong.xlsx"].code == "damaged-file"
+    assert outcomes["b-tot.xlsx"].outcome == "accepted"
+    assert result.exit_code == 1
 
 
 def test_extra_sheets_and_merged_input_cells(ws, base, tmp_path):
