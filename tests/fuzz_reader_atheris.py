@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Coverage-guided fuzzing of the reader with atheris (libFuzzer), for long runs by hand or at night.
+
+Not part of the test suite (pytest does not collect this file): CI runs the hypothesis fuzzers in
+``test_fuzz.py`` with a fixed budget. This harness differs from them in two ways:
+
+* it calls the worker's code in-process (``gate.sniff`` then ``workbook_reader.read_workbook``),
+  so an unexpected exception is a finding here, whereas the worker pool would turn it into a
+  "reader-error" rejection that the hypothesis test accepts;
+* libFuzzer keeps the inputs that reach new lines of the reader and mutates those further, inside
+  one zip member at a time (the zip is rebuilt with valid CRCs, so mutations get past the zip layer).
+
+Run (atheris is not a dependency of the project: ``pip install atheris``):
+
+    python tests/fuzz_reader_atheris.py /tmp/corpus -max_total_time=1800 -timeout=20 -rss_limit_mb=2048
+
+The corpus folder is seeded with the sample returns (``samples/returns``: Excel, LibreOffice .xlsx,
+.ods and .xls). A finding is written as ``crash-<sha1>`` in the current folder; minimise it with
+``-minimize_crash=1 -runs=10000 crash-…``, fix the reader, and keep the file with its expected
+outcome in ``tests/regressions/`` (``test_fuzz.test_regression_files`` replays it).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import atheris
+
+with atheris.instrument_imports():
+    from danvan_xl.form import load_form
+    from danvan_xl.gate import Rejected, sniff
+    from danvan_xl.workbook_reader import ReadResult, read_workbook
+    from danvan_xl.workspace import Limits
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "returns"
+FORM = load_form("nam-dan-van-chinh-quyen")
+LIMITS = Limits()
+YEAR = 2020
+
+
+def _members(data: bytes) -> list[tuple[str, bytes]] | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return [(i.filename, z.read(i)) for i in z.infolist()]
+    except Exception:  # not a zip (an .xls), or one a mutation broke: mutate the raw bytes
+        return None
+
+
+def _rezip(parts: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, content in parts:
+            z.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), content)
+    return buf.getvalue()
+
+
+def mutate(data: bytes, max_size: int, seed: int) -> bytes:
+    """Mutate inside one member of the zip (weighted to the XML parts), or the raw bytes otherwise."""
+    parts = _members(data)
+    if not parts:
+        return atheris.Mutate(data, max_size)
+    rnd = random.Random(seed)
+    weights = [5 if name.endswith(".xml") else 1 for name, _ in parts]
+    i = rnd.choices(range(len(parts)), weights)[0]
+    name, content = parts[i]
+    parts[i] = (name, atheris.Mutate(content, max(2 * len(content), 1024)))
+    out = _rezip(parts)
+    return out if len(out) <= max_size else atheris.Mutate(data, max_size)
+
+
+def test_one_input(data: bytes) -> None:
+    try:
+        sniffed = sniff(data, LIMITS)
+        result = read_workbook(data, sniffed, FORM, YEAR, LIMITS, "fuzz.xlsx")
+    except Rejected as rej:
+        assert rej.code and rej.message, rej
+        return
+    assert isinstance(result, ReadResult)
+    assert result.ok or (result.code and result.message), result
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if args and not Path(args[0]).is_file():  # seed an empty corpus folder with the sample returns
+        corpus = Path(args[0])
+        corpus.mkdir(parents=True, exist_ok=True)
+        if not any(corpus.iterdir()):
+            for sample in sorted(SAMPLES.iterdir()):
+                shutil.copy(sample, corpus / sample.name)
+    atheris.Setup(sys.argv, test_one_input, custom_mutator=mutate)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
