@@ -156,6 +156,8 @@ def check_zip_members(infos: list[zipfile.ZipInfo], archive_size: int, limits: L
     total = 0
     for info in infos:
         name = info.filename
+        if not name:  # zipfile's own ZipInfo.is_dir() fails on it (found by atheris)
+            raise Rejected("damaged-file", "tệp nén có thành phần không có tên; đề nghị nén hoặc lưu lại tệp")
         if name in seen:
             raise Rejected("ambiguous-archive", f"tệp có hai thành phần cùng tên '{name[:80]}'; đề nghị lưu lại tệp")
         seen.add(name)

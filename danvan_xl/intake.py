@@ -22,7 +22,7 @@ from email.message import Message
 from pathlib import Path
 
 from .gate import MB, ZIP_ERRORS, Rejected, check_zip_members
-from .textnorm import clean_text
+from .textnorm import clean_text, no_surrogates
 from .workspace import Limits
 
 WORKBOOK_EXTS = (".xlsx", ".xlsm", ".xls", ".ods", ".xltx", ".xlt")
@@ -41,6 +41,15 @@ class Origin:
     date: dt.datetime | None = None  # e-mail Date header
     message_id: str = ""
     subject: str = ""
+
+    def __post_init__(self) -> None:
+        # A file name in a legacy code page reaches Python with lone surrogates, which SQLite and the
+        # terminal refuse: the origin is for people, so show those bytes as U+FFFD (Item.path keeps
+        # the real name for reading).
+        for name in ("path", "member", "sender", "sender_name", "message_id", "subject"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, no_surrogates(value))
 
     def describe(self) -> str:
         if self.kind in ("email", "mbox", "maildir", "imap"):
@@ -65,6 +74,9 @@ class Item:
     received_at: dt.datetime
     problem: str = ""  # set when there is nothing to collect (e.g. a message with no attachment)
     path: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", no_surrogates(self.name))
 
     def load(self) -> bytes:
         if self.data is not None:
@@ -171,11 +183,10 @@ def _zip_members(data: bytes, origin: Origin, when: dt.datetime, limits: Limits,
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
         check_zip_members(infos, len(data), limits)
-    except Rejected as rej:
-        yield Item(label, None, origin, when, problem=f"tệp nén bị từ chối: {rej.message}")
-        return
-    except ZIP_ERRORS as err:
-        yield Item(label, None, origin, when, problem=f"tệp nén bị hỏng ({err})")
+    except (Rejected, *ZIP_ERRORS):
+        # A damaged or hostile archive is one file like any other: archived, then rejected by the
+        # gate with its reason (the same checks), and the run exits 1.
+        yield Item(label, data, origin if origin.member else Origin("file", origin.path), when)
         return
     for info in sorted(infos, key=lambda i: i.filename):
         if info.is_dir():
@@ -228,18 +239,30 @@ def message_items(raw: bytes, origin: Origin, limits: Limits) -> Iterator[Item]:
 
 
 def _message(msg: Message, base: Origin, limits: Limits) -> Iterator[Item]:
-    name, address = email.utils.parseaddr(str(msg.get("From", "")))
+    """The message's attachments as items. Python's e-mail parser raises odd exceptions on some
+    malformed headers and parts (AttributeError, IndexError, ValueError…; found by atheris): a
+    header it cannot parse is read raw, and a part it cannot read is reported for a human, so one
+    bad message never ends the run."""
+    name, address = email.utils.parseaddr(_header(msg, "From"))
     date = _message_date(msg)
-    origin = Origin(base.kind, base.path, "", address.lower(), clean_text(_decode(name), multiline=False), date,
-                    str(msg.get("Message-ID", "")).strip(), clean_text(_decode(str(msg.get("Subject", ""))), multiline=False))
+    origin = Origin(base.kind, base.path, "", clean_text(address, multiline=False).lower(),
+                    clean_text(_decode(name), multiline=False), date, clean_text(_header(msg, "Message-ID"), multiline=False),
+                    clean_text(_decode(_header(msg, "Subject")), multiline=False))
     when = date or _now()
-    found = False
-    for part in _attachments(msg):
-        filename = attachment_name(part)
+    found = unreadable = False
+    try:
+        parts = list(_attachments(msg))
+    except Exception:
+        parts, unreadable = [], True
+    for part in parts:
+        try:
+            filename = attachment_name(part)
+        except Exception:
+            filename = "tep-dinh-kem"
         try:
             payload = part.get_payload(decode=True) or b""
         except Exception:  # malformed transfer encoding
-            payload = b""
+            payload, unreadable = b"", True
         if not payload:
             continue
         found = True
@@ -251,7 +274,21 @@ def _message(msg: Message, base: Origin, limits: Limits) -> Iterator[Item]:
             yield Item(filename, payload, att_origin, when)
     if not found:
         subject = origin.subject or "(không tiêu đề)"
-        yield Item(subject, None, origin, when, problem="thư không có tệp đính kèm dùng được; cần người xem")
+        problem = ("thư có phần bị hỏng, không đọc được tệp đính kèm; cần người xem" if unreadable
+                   else "thư không có tệp đính kèm dùng được; cần người xem")
+        yield Item(subject, None, origin, when, problem=problem)
+
+
+def _header(msg: Message, name: str) -> str:
+    """A header as text; its raw value when the e-mail package's parser fails on it."""
+    try:
+        value = msg.get(name)
+        return "" if value is None else str(value)
+    except Exception:
+        for key, raw in msg.raw_items():
+            if key.lower() == name.lower():
+                return str(raw)
+        return ""
 
 
 def _attachments(msg: Message) -> Iterator[Message]:
@@ -288,7 +325,7 @@ def _decode(value: str) -> str:
         if isinstance(text, bytes):
             try:
                 out.append(text.decode(charset or "utf-8", "replace"))
-            except LookupError:
+            except (LookupError, ValueError):  # an unknown charset, or a name codecs refuse (a NUL in it: atheris)
                 out.append(text.decode("utf-8", "replace"))
         else:
             out.append(text)
@@ -296,12 +333,12 @@ def _decode(value: str) -> str:
 
 
 def _message_date(msg: Message) -> dt.datetime | None:
-    raw = msg.get("Date")
+    raw = _header(msg, "Date")
     if not raw:
         return None
     try:
-        parsed = email.utils.parsedate_to_datetime(str(raw))
-    except (TypeError, ValueError):
+        parsed = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone().replace(tzinfo=None)

@@ -33,7 +33,10 @@ def nfc(text: str) -> str:
     return text.replace("\u00d0", "\u0110").replace("\u00f0", "\u0111")
 
 
-_SPECIAL = re.compile("[\x00-\x1f\x7f-\x9f\u00a0\u2007\u202f\u3000\u200b-\u200d\u2060\ufeff\u00d0\u00f0]|  |_x")
+_SPECIAL = re.compile("[\x00-\x1f\x7f-\x9f\u00a0\u2007\u202f\u3000\u200b-\u200d\u2060\ufeff\u00d0\u00f0\ud800-\udfff]|  |_x")
+# Lone surrogates: what Python's decoders leave for undecodable bytes (e-mail headers in 8-bit, file
+# names). They cannot be written as UTF-8 (SQLite, files, the terminal), so they become U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(text: str, *, multiline: bool = True) -> str:
@@ -44,6 +47,7 @@ def clean_text(text: str, *, multiline: bool = True) -> str:
     if not _SPECIAL.search(text) and unicodedata.is_normalized("NFC", text) and text == text.strip():
         return text  # the common case, already clean: no work
     text = _XML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = _SURROGATE.sub("\ufffd", text)
     text = nfc(text).translate(_ZERO_WIDTH).translate(_SPACES)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)
@@ -51,6 +55,12 @@ def clean_text(text: str, *, multiline: bool = True) -> str:
         text = text.replace("\n", " ")
     lines = [re.sub(r" {2,}", " ", line).strip() for line in text.split("\n")]
     return "\n".join(lines).strip()
+
+
+def no_surrogates(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes of a file name or header) as U+FFFD, so it
+    can be stored in SQLite and printed; everything else unchanged."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def has_control_chars(text: str) -> bool:

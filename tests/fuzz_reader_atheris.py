@@ -18,6 +18,12 @@ The corpus folder is seeded with the sample returns (``samples/returns``: Excel,
 .ods and .xls). A finding is written as ``crash-<sha1>`` in the current folder; minimise it with
 ``-minimize_crash=1 -runs=10000 crash-…``, fix the reader, and keep the file with its expected
 outcome in ``tests/regressions/`` (``test_fuzz.test_regression_files`` replays it).
+
+A "deadly signal" is a native abort inside python-calamine (e.g. it asks for 728 GB on an .xls whose
+record lies): nothing in-process can catch it, which is why collect parses in isolated workers.
+Check that ``danvan collect`` rejects the input as "parser-crashed", keep it in
+``tests/regressions/`` with ``"crash": true``, and run on (``-fork=1 -ignore_crashes=1`` keeps going
+past such inputs, but also past Python exceptions: read the log).
 """
 
 from __future__ import annotations

@@ -89,6 +89,18 @@ def unsupported_version(data: bytes, version: int = 196) -> bytes:
     return bytes(raw)
 
 
+def nameless_member(content: bytes = b"abc") -> bytes:
+    """A stored zip whose only member has an empty name (zipfile cannot even write one): its own
+    ZipInfo.is_dir() fails with IndexError on it (found by atheris)."""
+    import zlib
+
+    crc, size = zlib.crc32(content), len(content)
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, size, size, 0, 0) + content
+    central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size, size, 0, 0, 0, 0, 0, 0, 0)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local), 0)
+    return local + central + end
+
+
 def duplicate_member(data: bytes) -> bytes:
     parts = list(members(data).items())
     shared = dict(parts)["xl/sharedStrings.xml"]

@@ -144,8 +144,25 @@ def test_regression_files(good, path):
     form, _ = good
     expected = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
     result = _parse_all(form, [path.read_bytes()], name=path.name)[0]
+    if expected.get("crash"):  # a native abort nothing in-process can catch: the worker dies, the run goes on
+        assert isinstance(result, Crash), result
+        return
     assert isinstance(result, ReadResult)  # not a Crash: the worker survived it
     assert (result.ok, result.code) == (expected["ok"], expected["code"]), result.message
+
+
+@pytest.mark.parametrize("path", sorted(p for p in REGRESSIONS.iterdir() if p.name.startswith("intake-")
+                                         and p.suffix != ".json"), ids=lambda p: p.name)
+def test_intake_regression_files(tmp_path, path):
+    """Messages and archives that once ended a whole collect: now each is one outcome in a finished run."""
+    from danvan_xl.collect import collect
+
+    expected = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    ws = init_workspace(tmp_path / "ws", issue_date=dt.date(2020, 11, 2))
+    result = collect(ws, [path])
+    assert [o.outcome for o in result.outcomes] == expected["outcomes"], [o.message for o in result.outcomes]
+    if "code" in expected:
+        assert result.outcomes[0].code == expected["code"], result.outcomes[0].message
 
 
 def test_zip_mutations_keep_valid_crcs(good):

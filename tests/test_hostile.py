@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import hashlib
+import os
 import shutil
 import sqlite3
 import time
@@ -212,6 +213,38 @@ def test_an_archive_zipfile_cannot_open_inside_a_zip_is_one_rejected_file(ws, ba
     assert outcomes["a-hong.xlsx"].outcome == "rejected" and outcomes["a-hong.xlsx"].code == "damaged-file"
     assert outcomes["b-tot.xlsx"].outcome == "accepted"
     assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(("name", "build", "code"), [
+    ("khong-ten.zip", lambda good: hostile.nameless_member(), "damaged-file"),
+    ("nen-doc.zip", lambda good: hostile.rezip({"bao-cao.xlsx": good, "rac.bin": b"\0" * (200 * 1024 * 1024)}), "too-large"),
+    ("phien-ban.zip", lambda good: hostile.unsupported_version(hostile.rezip({"bao-cao.xlsx": good})), "damaged-file"),
+])
+def test_a_sent_zip_that_cannot_be_opened_safely_is_a_rejected_file(ws, base, name, build, code):
+    """The archive a unit sends is judged like a workbook: archived, rejected with the gate's reason,
+    exit 1 (it used to be 'skipped' with exit 0, and a nameless member ended the run)."""
+    data = build(base[1])
+    result, _ = collect_one(ws, name, data)
+    [outcome] = result.outcomes
+    assert (outcome.name, outcome.outcome, outcome.code) == (name, "rejected", code), outcome.message
+    assert result.exit_code == 1
+    digest = hashlib.sha256(data).hexdigest()
+    assert (ws.archive_dir / digest[:2] / digest).read_bytes() == data  # evidence is kept
+    assert rows(ws, "submissions") == 0 and rows(ws, "deliveries") == 1
+
+
+def test_a_file_name_in_a_legacy_code_page_is_collected(ws, base, tmp_path):
+    """A name that is not UTF-8 (copied from an old USB stick or zip tool) reaches Python with lone
+    surrogates, which SQLite refuses: it used to end the run; now it shows U+FFFD for those bytes."""
+    inbox = tmp_path / "in-cp1258"
+    inbox.mkdir()
+    with open(os.path.join(os.fsencode(inbox), b"b\xe1o c\xe1o.xlsx"), "wb") as fh:
+        fh.write(base[1])
+    result = collect(ws, [inbox])
+    [outcome] = result.outcomes
+    assert (outcome.outcome, outcome.name) == ("accepted", "b\ufffdo c\ufffdo.xlsx"), outcome.message
+    conn = sqlite3.connect(ws.ledger_path)
+    assert conn.execute("SELECT name FROM deliveries").fetchone()[0] == "b\ufffdo c\ufffdo.xlsx"
 
 
 def test_extra_sheets_and_merged_input_cells(ws, base, tmp_path):
