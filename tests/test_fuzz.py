@@ -34,7 +34,6 @@ from danvan_xl.workspace import Limits, init_workspace
 
 BUDGET = int(os.environ.get("DANVAN_FUZZ_EXAMPLES", "10"))
 REGRESSIONS = Path(__file__).parent / "regressions"
-ATHERIS_HARNESS = Path(__file__).parent / "fuzz_reader_atheris.py"
 ATHERIS_RUNS = int(os.environ.get("DANVAN_ATHERIS_RUNS", "20000"))  # ~35 s; finds the zip-version bug in the old reader
 
 
@@ -172,11 +171,15 @@ def test_zip_mutations_keep_valid_crcs(good):
         assert z.testzip() is None
 
 
-def test_atheris_seeded_run_finds_nothing(tmp_path):
+@pytest.mark.parametrize(("harness", "runs"), [("fuzz_reader_atheris.py", ATHERIS_RUNS),
+                                               ("fuzz_intake_atheris.py", ATHERIS_RUNS * 2 // 5)])
+def test_atheris_seeded_run_finds_nothing(tmp_path, harness, runs):
     """A short coverage-guided run (fixed seed and number of inputs, so CI replays the same ones) of
-    ``fuzz_reader_atheris.py``: the reader, in-process, on mutations of the sample returns (.xlsx,
-    .ods, .xls); any exception it does not expect is a failure with the input kept beside it.
-    Nightly: ``DANVAN_ATHERIS_RUNS=200000`` here, or the harness itself without ``-runs``."""
+    each atheris harness: the reader in-process on mutations of the sample returns (.xlsx, .ods,
+    .xls; ~35 s), and the intake on mutated messages and archives (~40 s). Any exception the code
+    does not expect is a failure, with the input kept beside it. Nightly: a larger
+    ``DANVAN_ATHERIS_RUNS``, or the harnesses themselves without ``-runs``. The budgets find the bugs
+    these harnesses found first in the code before their fixes (zip versions; the e-mail parser)."""
     if importlib.util.find_spec("atheris") is None:
         why = "atheris not installed (pip install '.[test]' installs it on Linux x86_64)"
         supported = sys.platform == "linux" and platform.machine() == "x86_64"
@@ -184,7 +187,7 @@ def test_atheris_seeded_run_finds_nothing(tmp_path):
             pytest.fail(f"{why}; required with DANVAN_REQUIRE_EXTERNAL=1")
         pytest.skip(why)
     proc = subprocess.run(
-        [sys.executable, str(ATHERIS_HARNESS), str(tmp_path / "corpus"), "-seed=2020", f"-runs={ATHERIS_RUNS}",
+        [sys.executable, str(Path(__file__).parent / harness), str(tmp_path / "corpus"), "-seed=2020", f"-runs={runs}",
          "-timeout=30", "-rss_limit_mb=2048", "-max_len=400000", f"-artifact_prefix={tmp_path}/"],
         capture_output=True, text=True, timeout=900, env=dict(os.environ, RUST_BACKTRACE="0"))
     found = sorted(p.name for p in tmp_path.glob("*-*") if p.is_file())
