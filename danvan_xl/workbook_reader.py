@@ -107,7 +107,15 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
     """Open with python-calamine and collect names, properties and formula/error cells.
 
     ``needed`` are the sheets that will be read: only their extent is checked before calamine
-    loads them (a far-away cell makes calamine allocate the whole rectangle and abort)."""
+    loads them (a far-away cell makes calamine allocate the whole rectangle and abort). An .ods is
+    checked strictly first: calamine parses its whole content at opening, and loops for minutes on
+    some damaged ones (found by atheris)."""
+    ods_content = None
+    try:
+        if sniffed.kind == "ods":
+            ods_content = _ods_content(sniffed.zip or zipfile.ZipFile(io.BytesIO(data)))
+    except (*ZIP_ERRORS, KeyError, zlib.error) as err:
+        raise Rejected("damaged-file", f"tệp bị hỏng ({_short(err)}); đề nghị mở bằng Excel rồi lưu lại, hoặc gửi lại") from err
     try:
         wb = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
         states = {m.name: _state(m.visible) for m in wb.sheets_metadata}
@@ -128,7 +136,8 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
         if sniffed.kind == "xlsx":
             _xlsx_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)), limits, needed)
         elif sniffed.kind == "ods":
-            _ods_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)))
+            assert ods_content is not None
+            _ods_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)), ods_content)
         else:
             _xls_names(book, data)
     except (*ZIP_ERRORS, KeyError, zlib.error) as err:
@@ -258,9 +267,13 @@ def _special_cells(xml: bytes) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _ods_parts(book: Book, zf: zipfile.ZipFile) -> None:
+def _ods_content(zf: zipfile.ZipFile) -> bytes:
     content = _no_dtd("content.xml", zf.read("content.xml"))
     _well_formed("content.xml", content, "")
+    return content
+
+
+def _ods_parts(book: Book, zf: zipfile.ZipFile, content: bytes) -> None:
     for m in _ODS_NAMED.finditer(content):
         name, ref = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
         _add_name(book, name, ref, _ODS_REF)
