@@ -22,7 +22,7 @@ MB = 1024 * 1024
 # What zipfile raises for a damaged or unsupported archive: its own error, OSError and EOFError for
 # short or lying data, ValueError for impossible fields, and NotImplementedError for a version,
 # compression method (Deflate64, AES) or encryption it does not support (the last found by atheris:
-# a ZIP64 end record claiming version 19.6 took a whole collect down when the file came inside a zip).
+# a central directory claiming zip version 19.6 took a whole collect down when it came inside a zip).
 ZIP_ERRORS: tuple[type[Exception], ...] = (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError)
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ODS_MIME = b"application/vnd.oasis.opendocument.spreadsheet"

@@ -186,7 +186,7 @@ def _zip_members(data: bytes, origin: Origin, when: dt.datetime, limits: Limits,
     except (Rejected, *ZIP_ERRORS):
         # A damaged or hostile archive is one file like any other: archived, then rejected by the
         # gate with its reason (the same checks), and the run exits 1.
-        yield Item(label, data, origin if origin.member else Origin("file", origin.path), when)
+        yield Item(clean_text(label, multiline=False), data, origin if origin.member else Origin("file", origin.path), when)
         return
     for info in sorted(infos, key=lambda i: i.filename):
         if info.is_dir():
