@@ -91,6 +91,9 @@ def calamine_survives(data: bytes) -> bool:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
+            # libFuzzer's handlers would report the child's abort or alarm as a finding of the run.
+            for sig in (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGALRM):
+                signal.signal(sig, signal.SIG_DFL)
             limit = LIMITS.memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             signal.alarm(10)  # a loop in native code: the workers' time limit stops those
