@@ -190,12 +190,15 @@ def _xlsx_parts(book: Book, zf: zipfile.ZipFile, limits: Limits, needed: set[str
 def _well_formed(part: str, xml: bytes, sheet: str) -> None:
     """A strict XML pass: calamine tolerates damage and may return different values (reliability.md §1.4)."""
     parser = xml_expat.ParserCreate()
+    where = f"trang '{sheet}'" if sheet else f"thành phần '{part}'"
     try:
         parser.Parse(xml, True)
     except xml_expat.ExpatError as err:
-        where = f"trang '{sheet}'" if sheet else f"thành phần '{part}'"
         raise Rejected("damaged-file", f"{where} có cấu trúc XML bị hỏng (dòng {err.lineno}, cột {err.offset}); "
                                        "đề nghị mở bằng Excel rồi lưu lại, hoặc gửi lại tệp") from err
+    except (LookupError, ValueError) as err:  # an XML declaration naming an unknown encoding (found by atheris)
+        raise Rejected("damaged-file", f"{where} khai báo bảng mã không hợp lệ; đề nghị mở bằng Excel rồi lưu lại, "
+                                       "hoặc gửi lại tệp") from err
 
 
 def _no_dtd(part: str, xml: bytes) -> bytes:

@@ -101,6 +101,14 @@ def nameless_member(content: bytes = b"abc") -> bytes:
     return local + central + end
 
 
+def unknown_encoding(data: bytes) -> bytes:
+    """A sheet whose XML declaration names an encoding that does not exist: expat raises LookupError,
+    not ExpatError (found by atheris)."""
+    name = sheet_name_of(data, "ThongTin")
+    return edit(data, name, lambda xml: b'<?xml version="1.0" encoding="UzF-8"?>' + xml.split(b"?>", 1)[-1]
+                if xml.startswith(b"<?xml") else b'<?xml version="1.0" encoding="UzF-8"?>' + xml)
+
+
 def duplicate_member(data: bytes) -> bytes:
     parts = list(members(data).items())
     shared = dict(parts)["xl/sharedStrings.xml"]

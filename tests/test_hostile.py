@@ -89,6 +89,7 @@ REJECTED = [
     ("xa-xoi.xlsx", hostile.huge_extent, "too-large", "trải tới dòng 1.048.576"),
     ("trieu-dong.xlsx", hostile.million_rows, "too-large", "vượt giới hạn"),
     ("xml-hong.xlsx", hostile.malformed_xml, "damaged-file", "cấu trúc XML bị hỏng"),
+    ("bang-ma.xlsx", hostile.unknown_encoding, "damaged-file", "bảng mã không hợp lệ"),
     ("thieu.xlsx", hostile.without_workbook_part, "damaged-file", "thiếu thành phần"),
     ("nhi-phan.xlsb", hostile.xlsb, "unsupported-format", ".xlsb"),
 ]
