@@ -119,7 +119,7 @@ def _expand_file(path: Path, limits: Limits) -> Iterator[Item]:
         yield Item(path.name, None, Origin("file", str(path)), _now(), problem=f"không đọc được tệp ({err.strerror})")
         return
     mtime = dt.datetime.fromtimestamp(stat.st_mtime).replace(microsecond=0)
-    name = clean_text(path.name, multiline=False)
+    name = clean_text(no_surrogates(path.name), multiline=False)
     suffix = path.suffix.lower()
     if stat.st_size > limits.max_file_mb * MB * 4:
         yield Item(name, None, Origin("file", str(path)), mtime,
@@ -283,11 +283,11 @@ def _header(msg: Message, name: str) -> str:
     """A header as text; its raw value when the e-mail package's parser fails on it."""
     try:
         value = msg.get(name)
-        return "" if value is None else str(value)
+        return "" if value is None else no_surrogates(str(value))
     except Exception:
         for key, raw in msg.raw_items():
             if key.lower() == name.lower():
-                return str(raw)
+                return no_surrogates(str(raw))
         return ""
 
 
@@ -308,6 +308,7 @@ def attachment_name(part: Message, default: str = "tep-dinh-kem") -> str:
     if not raw:
         ctype_name = part.get_param("name")
         raw = ctype_name if isinstance(ctype_name, str) else ""
+    raw = no_surrogates(raw)
     name = _decode(raw) if raw.startswith("=?") or "=?" in raw else raw
     name = clean_text(name, multiline=False).replace("\\", "/").rsplit("/", 1)[-1]
     return name or default

@@ -35,7 +35,9 @@ def nfc(text: str) -> str:
 
 _SPECIAL = re.compile("[\x00-\x1f\x7f-\x9f\u00a0\u2007\u202f\u3000\u200b-\u200d\u2060\ufeff\u00d0\u00f0\ud800-\udfff]|  |_x")
 # Lone surrogates: what Python's decoders leave for undecodable bytes (e-mail headers in 8-bit, file
-# names). They cannot be written as UTF-8 (SQLite, files, the terminal), so they become U+FFFD.
+# names). They cannot be written as UTF-8 (SQLite, files, the terminal): clean_text drops them like
+# control characters; no_surrogates shows them as U+FFFD (for names, where the mark tells a reader
+# that bytes were lost).
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -47,7 +49,7 @@ def clean_text(text: str, *, multiline: bool = True) -> str:
     if not _SPECIAL.search(text) and unicodedata.is_normalized("NFC", text) and text == text.strip():
         return text  # the common case, already clean: no work
     text = _XML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
-    text = _SURROGATE.sub("\ufffd", text)
+    text = _SURROGATE.sub("", text)
     text = nfc(text).translate(_ZERO_WIDTH).translate(_SPACES)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)
