@@ -135,8 +135,7 @@ def _expand_file(path: Path, limits: Limits) -> Iterator[Item]:
         yield from _mbox(path, limits)
         return
     if suffix == ".eml" or (suffix not in WORKBOOK_EXTS and _looks_like_email(head)):
-        data = path.read_bytes()
-        yield from _message(email.message_from_bytes(data, policy=email.policy.default), Origin("email", str(path)), limits)
+        yield from message_items(path.read_bytes(), Origin("email", str(path)), limits)
         return
     if head.startswith(b"PK\x03\x04") and suffix not in WORKBOOK_EXTS:
         data = path.read_bytes()
@@ -218,24 +217,44 @@ def _zip_time(info: zipfile.ZipInfo) -> dt.datetime | None:
 
 
 def _mbox(path: Path, limits: Limits) -> Iterator[Item]:
-    box = mailbox.mbox(path, factory=lambda f: email.message_from_binary_file(f, policy=email.policy.default), create=False)
+    box = mailbox.mbox(path, factory=lambda f: parse_message(f.read()), create=False)
     try:
         for key in sorted(box.keys()):
-            yield from _message(box[key], Origin("mbox", str(path)), limits)
+            yield from _boxed(box[key], Origin("mbox", str(path)), limits, key)
     finally:
         box.close()
 
 
 def _maildir(path: Path, limits: Limits) -> Iterator[Item]:
-    box = mailbox.Maildir(path, factory=lambda f: email.message_from_binary_file(f, policy=email.policy.default),
-                          create=False)
+    box = mailbox.Maildir(path, factory=lambda f: parse_message(f.read()), create=False)
     for key in sorted(box.keys()):
-        yield from _message(box[key], Origin("maildir", str(path)), limits)
+        yield from _boxed(box[key], Origin("maildir", str(path)), limits, key)
+
+
+def _boxed(msg: Message | None, origin: Origin, limits: Limits, key: object) -> Iterator[Item]:
+    if msg is None:
+        yield Item(f"thư số {key}", None, origin, _now(), problem="thư bị hỏng, chương trình không đọc được; cần người xem")
+    else:
+        yield from _message(msg, origin, limits)
+
+
+def parse_message(raw: bytes) -> Message | None:
+    """The message, or None when Python's e-mail parser fails on it (it raises ValueError on a NUL in a
+    charset name, among others; found by atheris)."""
+    try:
+        return email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception:
+        return None
 
 
 def message_items(raw: bytes, origin: Origin, limits: Limits) -> Iterator[Item]:
-    """Items of one raw RFC 822 message (used by fetch-mail)."""
-    yield from _message(email.message_from_bytes(raw, policy=email.policy.default), origin, limits)
+    """Items of one raw RFC 822 message (also used by fetch-mail)."""
+    msg = parse_message(raw)
+    if msg is None:
+        yield Item(Path(origin.path).name or "thư", None, origin, _now(),
+                   problem="thư bị hỏng, chương trình không đọc được; cần người xem")
+        return
+    yield from _message(msg, origin, limits)
 
 
 def _message(msg: Message, base: Origin, limits: Limits) -> Iterator[Item]:
@@ -243,11 +262,11 @@ def _message(msg: Message, base: Origin, limits: Limits) -> Iterator[Item]:
     malformed headers and parts (AttributeError, IndexError, ValueError…; found by atheris): a
     header it cannot parse is read raw, and a part it cannot read is reported for a human, so one
     bad message never ends the run."""
-    name, address = email.utils.parseaddr(_header(msg, "From"))
+    name, address = email.utils.parseaddr(header_text(msg, "From"))
     date = _message_date(msg)
     origin = Origin(base.kind, base.path, "", clean_text(address, multiline=False).lower(),
-                    clean_text(_decode(name), multiline=False), date, clean_text(_header(msg, "Message-ID"), multiline=False),
-                    clean_text(_decode(_header(msg, "Subject")), multiline=False))
+                    clean_text(_decode(name), multiline=False), date, clean_text(header_text(msg, "Message-ID"), multiline=False),
+                    clean_text(_decode(header_text(msg, "Subject")), multiline=False))
     when = date or _now()
     found = unreadable = False
     try:
@@ -279,8 +298,10 @@ def _message(msg: Message, base: Origin, limits: Limits) -> Iterator[Item]:
         yield Item(subject, None, origin, when, problem=problem)
 
 
-def _header(msg: Message, name: str) -> str:
-    """A header as text; its raw value when the e-mail package's parser fails on it."""
+def header_text(msg: Message | None, name: str) -> str:
+    """A header as text; its raw value when the e-mail package's parser fails on it ("" without a message)."""
+    if msg is None:
+        return ""
     try:
         value = msg.get(name)
         return "" if value is None else no_surrogates(str(value))
@@ -318,7 +339,7 @@ def _decode(value: str) -> str:
     if "=?" not in value:
         return value
     try:
-        parts = email.header.decode_header(value)
+        parts = email.header.decodeheader_text(value)
     except Exception:  # malformed encoded words: keep the text as it is
         return value
     out = []
@@ -334,7 +355,7 @@ def _decode(value: str) -> str:
 
 
 def _message_date(msg: Message) -> dt.datetime | None:
-    raw = _header(msg, "Date")
+    raw = header_text(msg, "Date")
     if not raw:
         return None
     try:
@@ -350,4 +371,4 @@ def _now() -> dt.datetime:
     return dt.datetime.now().replace(microsecond=0)
 
 
-__all__ = ["Item", "Origin", "attachment_name", "expand", "member_name", "message_items"]
+__all__ = ["Item", "Origin", "attachment_name", "expand", "header_text", "member_name", "message_items", "parse_message"]

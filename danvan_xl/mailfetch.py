@@ -31,7 +31,7 @@ from typing import Any
 from .collect import CollectResult, ingest
 from .errors import ConfigError, MailError
 from .gate import MB, OLE_MAGIC
-from .intake import WORKBOOK_EXTS, Item, Origin, message_items
+from .intake import WORKBOOK_EXTS, Item, Origin, header_text, message_items, parse_message
 from .ledger import Ledger, WorkspaceLock
 from .mailer import _connect_message, _tls_message, is_loopback, tls_context
 from .textnorm import clean_text
@@ -174,10 +174,11 @@ def _batch(ws: Workspace, form: Any, register: Register, ledger: Ledger, session
             if uid in small:
                 continue  # vanished between SIZE and FETCH; looked at again next time
             head = session.headers(uid)
-            _name, sender = email.utils.parseaddr(str(head.get("From", "")))
+            _name, sender = email.utils.parseaddr(header_text(head, "From"))
             sender_unit = register.by_email(sender) if sender else None
             report.needs_human.append(NeedsHuman(
-                uid, sender.lower(), clean_text(str(head.get("Subject", "")), multiline=False), _date(head),
+                uid, clean_text(sender, multiline=False).lower(), clean_text(header_text(head, "Subject"), multiline=False),
+                _date(head),
                 f"thư nặng {sizes[uid] / MB:.0f} MB, quá lớn để tải tự động; hãy mở bằng chương trình thư, lưu tệp đính kèm "
                 "ra thư mục rồi chạy danvan collect", sender_unit.code if sender_unit else ""))
             handled.append((uid, str(head.get("Message-ID", "")).strip()))
@@ -196,7 +197,7 @@ def _batch(ws: Workspace, form: Any, register: Register, ledger: Ledger, session
 def _classify(ws: Workspace, register: Register, report: FetchReport, uid: int, raw: bytes, origin: Origin,
               ours: set[str], items: list[Item]) -> str:
     """Append the message's collectable items to ``items``; record the rest in the report."""
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    msg = parse_message(raw)
     found = list(message_items(raw, origin, ws.limits))
     first = found[0].origin if found else origin
     sender_unit = register.by_email(first.sender) if first.sender else None
@@ -228,8 +229,8 @@ def _spreadsheet(item: Item) -> bool:
     return suffix in WORKBOOK_EXTS or item.data.startswith(b"PK\x03\x04") or item.data.startswith(OLE_MAGIC)
 
 
-def _replies_to_us(msg: Message, ours: set[str]) -> bool:
-    refs = f"{msg.get('In-Reply-To', '')} {msg.get('References', '')}"
+def _replies_to_us(msg: Message | None, ours: set[str]) -> bool:
+    refs = f"{header_text(msg, 'In-Reply-To')} {header_text(msg, 'References')}"
     return any(m in ours for m in _MSGID.findall(refs))
 
 
@@ -246,8 +247,8 @@ def _seen_elsewhere(ledger: Ledger, account: str, folder: str, uidvalidity: int)
 
 def _date(msg: Message) -> dt.datetime | None:
     try:
-        parsed = email.utils.parsedate_to_datetime(str(msg.get("Date", "")))
-    except (TypeError, ValueError):
+        parsed = email.utils.parsedate_to_datetime(header_text(msg, "Date"))
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return parsed.astimezone().replace(tzinfo=None, microsecond=0) if parsed.tzinfo else parsed
 
@@ -383,7 +384,7 @@ class ImapSession:
         """From, Subject, Date and Message-ID of one message (without downloading it)."""
         data = self._uid("FETCH", str(uid), "(UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE MESSAGE-ID)])")
         raw = next((c[1] for c in data if isinstance(c, tuple) and len(c) > 1), b"")
-        return email.message_from_bytes(raw, policy=email.policy.default)
+        return parse_message(raw) or email.message_from_bytes(b"", policy=email.policy.default)
 
     def _uid(self, command: str, *args: Any) -> list[Any]:
         conn = self._conn()

@@ -248,6 +248,25 @@ def test_a_file_name_in_a_legacy_code_page_is_collected(ws, base, tmp_path):
     assert conn.execute("SELECT name FROM deliveries").fetchone()[0] == "b\ufffdo c\ufffdo.xlsx"
 
 
+def test_a_message_the_email_parser_cannot_read_is_one_item_in_a_mailbox(ws, base, tmp_path):
+    """Python's e-mail parser raises on some messages (a NUL in a parameter); in an .mbox the others
+    are still collected."""
+    import mailbox
+
+    good = EmailMessage()
+    good["From"] = "vanphong@tamnong.dongthap.example"
+    good["Subject"] = "báo cáo"
+    good.set_content("gửi")
+    good.add_attachment(base[1], maintype="application", subtype="octet-stream", filename="bao-cao.xlsx")
+    box = mailbox.mbox(tmp_path / "hop-thu.mbox")
+    box.add((Path(__file__).parent / "regressions" / "intake-a-message-the-email-parser-cannot-parse.eml").read_bytes())
+    box.add(good.as_bytes(policy=email.policy.SMTP))
+    box.close()
+    result = collect(ws, [tmp_path / "hop-thu.mbox"])
+    assert [o.outcome for o in result.outcomes] == ["skipped", "accepted"], [o.message for o in result.outcomes]
+    assert "không đọc được" in result.outcomes[0].message
+
+
 def test_extra_sheets_and_merged_input_cells(ws, base, tmp_path):
     path = tmp_path / "src.xlsx"
     path.write_bytes(base[1])
