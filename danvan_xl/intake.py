@@ -339,7 +339,7 @@ def _decode(value: str) -> str:
     if "=?" not in value:
         return value
     try:
-        parts = email.header.decodeheader_text(value)
+        parts = email.header.decode_header(value)
     except Exception:  # malformed encoded words: keep the text as it is
         return value
     out = []

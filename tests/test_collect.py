@@ -180,6 +180,16 @@ def test_zip_with_cp437_names_and_nested_content(ws, tmp_path):
     assert result.outcomes[0].name == "Báo cáo Văn phòng.xlsx"
 
 
+def test_encoded_words_the_parser_left_are_decoded():
+    """Headers read raw (where Python's e-mail parser failed on them) keep their encoded words: the
+    intake decodes them itself, with UTF-8 when the charset is unknown or refused."""
+    from danvan_xl.intake import _decode
+
+    assert _decode("=?utf-8?b?QsOhbyBjw6FvLnhsc3g=?=") == "Báo cáo.xlsx"
+    assert _decode("=?\x01\x00utf-8?q?V=C4=83n?=") == "Văn"
+    assert _decode("Báo cáo") == "Báo cáo"
+
+
 @pytest.mark.parametrize("style", ["rfc2231", "encoded-word"])
 def test_eml_attachment_names_in_both_encodings(ws, tmp_path, style):
     a = filled(ws, "30025", tmp_path / "a.xlsx")
