@@ -233,9 +233,13 @@ def _maildir(path: Path, limits: Limits) -> Iterator[Item]:
 
 def _boxed(msg: Message | None, origin: Origin, limits: Limits, key: object) -> Iterator[Item]:
     if msg is None:
-        yield Item(f"thư số {key}", None, origin, _now(), problem="thư bị hỏng, chương trình không đọc được; cần người xem")
+        yield _unreadable(f"thư số {key}", origin)
     else:
         yield from _message(msg, origin, limits)
+
+
+def _unreadable(name: str, origin: Origin) -> Item:
+    return Item(name, None, origin, _now(), problem="thư bị hỏng, chương trình không đọc được; cần người xem")
 
 
 def parse_message(raw: bytes) -> Message | None:
@@ -251,8 +255,7 @@ def message_items(raw: bytes, origin: Origin, limits: Limits) -> Iterator[Item]:
     """Items of one raw RFC 822 message (also used by fetch-mail)."""
     msg = parse_message(raw)
     if msg is None:
-        yield Item(Path(origin.path).name or "thư", None, origin, _now(),
-                   problem="thư bị hỏng, chương trình không đọc được; cần người xem")
+        yield _unreadable(Path(origin.path).name or "thư", origin)
         return
     yield from _message(msg, origin, limits)
 
@@ -263,7 +266,7 @@ def _message(msg: Message, base: Origin, limits: Limits) -> Iterator[Item]:
     header it cannot parse is read raw, and a part it cannot read is reported for a human, so one
     bad message never ends the run."""
     name, address = email.utils.parseaddr(header_text(msg, "From"))
-    date = _message_date(msg)
+    date = message_date(msg)
     origin = Origin(base.kind, base.path, "", clean_text(address, multiline=False).lower(),
                     clean_text(_decode(name), multiline=False), date, clean_text(header_text(msg, "Message-ID"), multiline=False),
                     clean_text(_decode(header_text(msg, "Subject")), multiline=False))
@@ -354,7 +357,8 @@ def _decode(value: str) -> str:
     return "".join(out)
 
 
-def _message_date(msg: Message) -> dt.datetime | None:
+def message_date(msg: Message | None) -> dt.datetime | None:
+    """The Date header as a naive local time (None when absent or unreadable)."""
     raw = header_text(msg, "Date")
     if not raw:
         return None
@@ -371,4 +375,5 @@ def _now() -> dt.datetime:
     return dt.datetime.now().replace(microsecond=0)
 
 
-__all__ = ["Item", "Origin", "attachment_name", "expand", "header_text", "member_name", "message_items", "parse_message"]
+__all__ = ["Item", "Origin", "attachment_name", "expand", "header_text", "member_name", "message_date", "message_items",
+           "parse_message"]

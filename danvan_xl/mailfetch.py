@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email
-import email.policy
 import email.utils
 import imaplib
 import re
@@ -31,7 +30,7 @@ from typing import Any
 from .collect import CollectResult, ingest
 from .errors import ConfigError, MailError
 from .gate import MB, OLE_MAGIC
-from .intake import WORKBOOK_EXTS, Item, Origin, header_text, message_items, parse_message
+from .intake import WORKBOOK_EXTS, Item, Origin, header_text, message_date, message_items, parse_message
 from .ledger import Ledger, WorkspaceLock
 from .mailer import _connect_message, _tls_message, is_loopback, tls_context
 from .textnorm import clean_text
@@ -178,10 +177,10 @@ def _batch(ws: Workspace, form: Any, register: Register, ledger: Ledger, session
             sender_unit = register.by_email(sender) if sender else None
             report.needs_human.append(NeedsHuman(
                 uid, clean_text(sender, multiline=False).lower(), clean_text(header_text(head, "Subject"), multiline=False),
-                _date(head),
+                message_date(head),
                 f"thư nặng {sizes[uid] / MB:.0f} MB, quá lớn để tải tự động; hãy mở bằng chương trình thư, lưu tệp đính kèm "
                 "ra thư mục rồi chạy danvan collect", sender_unit.code if sender_unit else ""))
-            handled.append((uid, str(head.get("Message-ID", "")).strip()))
+            handled.append((uid, header_text(head, "Message-ID").strip()))
             continue
         origin = Origin("imap", imap_url(report.account, report.folder, report.uidvalidity, uid))
         msg_id = _classify(ws, register, report, uid, raws[uid], origin, ours, items)
@@ -243,14 +242,6 @@ def _seen_elsewhere(ledger: Ledger, account: str, folder: str, uidvalidity: int)
     row = ledger.conn.execute("SELECT 1 FROM imap_seen WHERE account = ? AND folder = ? AND uidvalidity <> ? LIMIT 1",
                               (account, folder, uidvalidity)).fetchone()
     return row is not None
-
-
-def _date(msg: Message) -> dt.datetime | None:
-    try:
-        parsed = email.utils.parsedate_to_datetime(header_text(msg, "Date"))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return parsed.astimezone().replace(tzinfo=None, microsecond=0) if parsed.tzinfo else parsed
 
 
 def _chunks(values: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -380,11 +371,12 @@ class ImapSession:
                 out[int(match.group(1))] = chunk[1]
         return out
 
-    def headers(self, uid: int) -> Message:
-        """From, Subject, Date and Message-ID of one message (without downloading it)."""
+    def headers(self, uid: int) -> Message | None:
+        """From, Subject, Date and Message-ID of one message (without downloading it); None when the
+        e-mail parser fails on them (read them with ``header_text``)."""
         data = self._uid("FETCH", str(uid), "(UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE MESSAGE-ID)])")
         raw = next((c[1] for c in data if isinstance(c, tuple) and len(c) > 1), b"")
-        return parse_message(raw) or email.message_from_bytes(b"", policy=email.policy.default)
+        return parse_message(raw)
 
     def _uid(self, command: str, *args: Any) -> list[Any]:
         conn = self._conn()
