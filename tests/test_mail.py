@@ -527,6 +527,26 @@ def test_replies_to_our_messages_are_recognised(mailbox_ws, dovecot, smtp_no_aut
     assert human.sender == "lan.nguyen@gmail.example" and "quên đính kèm" in human.reason
 
 
+def test_a_message_too_large_to_fetch_is_listed_from_its_headers(mailbox_ws, dovecot):
+    """Only the headers of a message over twice max_file_mb are fetched; the office is told who
+    sent it, when and about what, and reads it in its mail program."""
+    ws = mailbox_ws()
+    config = ws.config_path.read_text()
+    assert "[limits]" not in config  # make_ws writes office and mail only
+    ws.config_path.write_text(config + "\n[limits]\nmax_file_mb = 0.05\n")
+    ws = load_workspace(ws.root)
+    big = bytes(range(256)) * 800  # 200 KB, incompressible enough for base64 to keep it large
+    dovecot.append(mime("Phòng Tư pháp <tuphap@tamnong.dongthap.example>", "Báo cáo kèm ảnh chụp",
+                        [(rfc2231("ảnh chụp.png"), big)], headers={"Message-ID": "<nang@tamnong.example>"}))
+    report = fetch_mail(ws, password=dovecot.password)
+    (human,) = report.needs_human
+    assert (human.unit, human.sender, human.subject) == ("TN-TP", "tuphap@tamnong.dongthap.example", "Báo cáo kèm ảnh chụp")
+    assert human.date is not None and human.date.date() == dt.date(2020, 12, 1)
+    assert "quá lớn để tải tự động" in human.reason and report.collect.outcomes == []
+    again = fetch_mail(ws, password=dovecot.password)  # marked as handled: not listed twice
+    assert again.new_messages == 0 and again.needs_human == []
+
+
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
 def test_fetch_over_tls(security, mailbox_ws, dovecot, monkeypatch):
     port = dovecot.ssl_port if security == "ssl" else dovecot.plain_port
