@@ -110,10 +110,12 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
     loads them (a far-away cell makes calamine allocate the whole rectangle and abort). An .ods is
     checked strictly first: calamine parses its whole content at opening, and loops for minutes on
     some damaged ones (found by atheris)."""
-    ods_content = None
+    zf = ods_content = None
     try:
+        if sniffed.kind in ("xlsx", "ods"):
+            zf = sniffed.zip or zipfile.ZipFile(io.BytesIO(data))
         if sniffed.kind == "ods":
-            ods_content = _ods_content(sniffed.zip or zipfile.ZipFile(io.BytesIO(data)))
+            ods_content = _ods_content(zf)
     except (*ZIP_ERRORS, KeyError, zlib.error) as err:
         raise Rejected("damaged-file", f"tệp bị hỏng ({_short(err)}); đề nghị mở bằng Excel rồi lưu lại, hoặc gửi lại") from err
     try:
@@ -134,10 +136,11 @@ def open_book(data: bytes, sniffed: Sniffed, limits: Limits, needed: set[str]) -
     book = Book(sniffed.kind, sheet_names, states, {}, {}, {}, wb)
     try:
         if sniffed.kind == "xlsx":
-            _xlsx_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)), limits, needed)
+            assert zf is not None
+            _xlsx_parts(book, zf, limits, needed)
         elif sniffed.kind == "ods":
-            assert ods_content is not None
-            _ods_parts(book, sniffed.zip or zipfile.ZipFile(io.BytesIO(data)), ods_content)
+            assert zf is not None and ods_content is not None
+            _ods_parts(book, zf, ods_content)
         else:
             _xls_names(book, data)
     except (*ZIP_ERRORS, KeyError, zlib.error) as err:
