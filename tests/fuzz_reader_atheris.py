@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """Coverage-guided fuzzing of the reader with atheris (libFuzzer), for long runs by hand or at night.
 
-Not part of the test suite (pytest does not collect this file): CI runs the hypothesis fuzzers in
-``test_fuzz.py`` with a fixed budget. This harness differs from them in two ways:
+CI replays a short seeded run of it (``test_fuzz.test_atheris_seeded_run_finds_nothing``). Beside
+the hypothesis fuzzers in ``test_fuzz.py`` it differs in two ways:
 
 * it calls the worker's code in-process (``gate.sniff`` then ``workbook_reader.read_workbook``),
-  so an unexpected exception is a finding here, whereas the worker pool would turn it into a
-  "reader-error" rejection that the hypothesis test accepts;
+  so an unexpected exception is a finding with its traceback, where the worker pool would turn it
+  into a "reader-error" rejection;
 * libFuzzer keeps the inputs that reach new lines of the reader and mutates those further, inside
   one zip member at a time (the zip is rebuilt with valid CRCs, so mutations get past the zip layer).
 
-Run (atheris is not a dependency of the project: ``pip install atheris``):
+Run (atheris comes with the test extras on Linux x86_64):
 
     python tests/fuzz_reader_atheris.py /tmp/corpus -max_total_time=1800 -timeout=20 -rss_limit_mb=2048
 
@@ -25,8 +25,9 @@ isolated workers, and such a file is rejected as "parser-crashed" (a kept exampl
 ``tests/regressions/calamine-aborts-allocating-for-a-lying-xls-record.xls``). So that these known,
 isolated aborts do not stop the fuzzer, an .xls input is first opened by python-calamine in a
 forked child with the workers' memory limit; when the child dies, the input is one the workers
-handle by dying (or stop at their time limit), and it is not tried in-process. A "deadly signal" that still ends a run is a new
-kind of native crash: check what ``danvan collect`` says of the input and keep it.
+handle by dying (or stop at their time limit), and it is not tried in-process. A "deadly signal"
+that still ends a run is a new kind of native crash: check what ``danvan collect`` says of the
+input and keep it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ import resource
 import shutil
 import signal
 import sys
-import zipfile
 from pathlib import Path
 
 import atheris
+import hostile  # tests/: the script's own folder is on sys.path
 import python_calamine
 
 with atheris.instrument_imports():
@@ -58,18 +59,9 @@ YEAR = 2020
 
 def _members(data: bytes) -> list[tuple[str, bytes]] | None:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            return [(i.filename, z.read(i)) for i in z.infolist()]
+        return list(hostile.members(data).items())
     except Exception:  # not a zip (an .xls), or one a mutation broke: mutate the raw bytes
         return None
-
-
-def _rezip(parts: list[tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, content in parts:
-            z.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), content)
-    return buf.getvalue()
 
 
 def mutate(data: bytes, max_size: int, seed: int) -> bytes:
@@ -82,7 +74,7 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
     i = rnd.choices(range(len(parts)), weights)[0]
     name, content = parts[i]
     parts[i] = (name, atheris.Mutate(content, max(2 * len(content), 1024)))
-    out = _rezip(parts)
+    out = hostile.rezip(parts)
     return out if len(out) <= max_size else atheris.Mutate(data, max_size)
 
 

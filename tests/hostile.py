@@ -9,6 +9,7 @@ import io
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable
 
 
@@ -92,8 +93,6 @@ def unsupported_version(data: bytes, version: int = 196) -> bytes:
 def nameless_member(content: bytes = b"abc") -> bytes:
     """A stored zip whose only member has an empty name (zipfile cannot even write one): its own
     ZipInfo.is_dir() fails with IndexError on it (found by atheris)."""
-    import zlib
-
     crc, size = zlib.crc32(content), len(content)
     local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, size, size, 0, 0) + content
     central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size, size, 0, 0, 0, 0, 0, 0, 0)
