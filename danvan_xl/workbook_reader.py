@@ -291,17 +291,25 @@ def _ods_parts(book: Book, zf: zipfile.ZipFile, content: bytes) -> None:
 def _xls_names(book: Book, data: bytes) -> None:
     try:
         import xlrd
+        from xlrd.formula import oREF
 
         wb = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=io.StringIO())
     except Exception:  # xlrd raises many types on damaged BIFF; names are optional evidence
         return
     try:
+        sheets = wb.sheet_names()
         for nobj in wb.name_obj_list:
+            # The reference itself, not ``area2d()``: that loads the whole sheet to clip the area, and a
+            # damaged cell record far out made xlrd build rows millions of cells wide (15 s; found by atheris).
             try:
-                sheet, rlo, _rhi, clo, _chi = nobj.area2d()
-            except Exception:  # names that are formulas rather than areas
+                res = nobj.result
+                if not res or res.kind != oREF or len(res.value) != 1:
+                    continue  # names that are formulas rather than areas
+                sheet, _, row, _, col, _ = res.value[0].coords
+            except Exception:  # a damaged name record
                 continue
-            book.names[nobj.name] = (sheet.name, f"{col_letter(clo)}{rlo + 1}")
+            if 0 <= sheet < len(sheets) and row >= 0 and col >= 0 and res.value[0].shtxhi == sheet + 1:
+                book.names[nobj.name] = (sheets[sheet], f"{col_letter(col)}{row + 1}")
     finally:
         wb.release_resources()
 

@@ -194,3 +194,26 @@ def test_atheris_seeded_run_finds_nothing(tmp_path, harness, runs):
     found = sorted(p.name for p in tmp_path.glob("*-*") if p.is_file())
     report = [line for line in proc.stderr.splitlines() if "Uncaught Python exception" in line or "Error" in line]
     assert proc.returncode == 0 and not found, (found, report[-5:], proc.stderr[-2000:])
+
+
+def test_xls_names_are_read_without_loading_sheets(monkeypatch):
+    """An .xls file's defined names come from their reference records: xlrd must not load a sheet.
+
+    ``Name.area2d()`` loaded the whole sheet to clip the area, and on the kept regression file xlrd
+    then spent 15 s widening rows to a damaged far cell (found by atheris)."""
+    import xlrd.sheet
+
+    from danvan_xl.gate import sniff
+    from danvan_xl.resources import sample_dir
+    from danvan_xl.workbook_reader import open_book
+
+    def refuse(self, bk):
+        raise AssertionError("xlrd loaded a sheet")
+
+    monkeypatch.setattr(xlrd.sheet.Sheet, "read", refuse)
+    for path in (REGRESSIONS / "xlrd-widens-rows-for-a-far-cell-while-reading-names.xls",
+                 sample_dir() / "returns" / "2020_TN-LDTBXH_libreoffice.xls"):
+        data = path.read_bytes()
+        book = open_book(data, sniff(data, Limits()), Limits(), set())
+        assert book.names["cbccvc_ky_luat"] == ("ChiDao", "D22"), path.name
+        assert len(book.names) > 100, path.name
