@@ -12,7 +12,8 @@ the hypothesis fuzzers in ``test_fuzz.py`` it differs in two ways:
 
 Run (atheris comes with the test extras on Linux x86_64):
 
-    python tests/fuzz_reader_atheris.py /tmp/corpus -max_total_time=1800 -timeout=20 -rss_limit_mb=2048
+    python tests/fuzz_reader_atheris.py /tmp/corpus -max_total_time=1800 -timeout=20 -rss_limit_mb=2048 \
+        -report_slow_units=5   # an input taking 5 s or more is written as slow-unit-…: a finding too
 
 The corpus folder is seeded with the sample returns (``samples/returns``: Excel, LibreOffice .xlsx,
 .ods and .xls). A finding is written as ``crash-<sha1>`` in the current folder; minimise it with
