@@ -42,8 +42,12 @@ _ODS_NAMED = re.compile(rb'<table:named-range[^>]*?table:name="([^"]+)"[^>]*?tab
 _CUSTOM_XLSX = re.compile(rb'<property[^>]*\bname="([^"]+)"[^>]*>\s*<vt:[a-z0-9]+>([^<]*)</vt:')
 _CUSTOM_ODS = re.compile(rb'<meta:user-defined[^>]*meta:name="([^"]+)"[^>]*>([^<]*)</meta:user-defined>')
 _CELL_XML = re.compile(rb'<c r="([A-Z]{1,3})([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)', re.DOTALL)
-_ROW_ATTR = re.compile(rb'<row [^>]*?r="([0-9]+)"')
-_WIDE_CELL = re.compile(rb'<c r="([A-Z]{2,3})([0-9]+)"')  # columns beyond Z: rare in a template, cheap to find
+# What Excel, LibreOffice, WPS and xlsxwriter write for every cell; python-calamine places a cell by its "r".
+_CANONICAL_CELL = re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,7})"')
+# Every start of an element named c, with any namespace prefix: a superset of the cells python-calamine reads
+# (it matches the local name), so as many canonical cells as these starts means every cell is canonical.
+_CELL_START = re.compile(rb"""<(?:[^\s<>/="']*:)?c[\s/>]""")
+_CELL_REF_TEXT = re.compile(r"([A-Za-z]*)([0-9]*)")
 _SHEET_REL = re.compile(rb'<sheet [^>]*?name="([^"]+)"[^>]*?r:id="([^"]+)"')
 _REL = re.compile(rb'<Relationship [^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"'
                   rb'|<Relationship [^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"')
@@ -180,8 +184,8 @@ def _xlsx_parts(book: Book, zf: zipfile.ZipFile, limits: Limits, needed: set[str
             continue
         xml = zf.read(target)
         _no_dtd(target, xml[:2048])
-        _check_extent(sheet, xml, limits)
         _well_formed(target, xml, sheet)
+        _check_extent(sheet, xml, limits)
         merges = _MERGE.findall(xml)
         if merges:
             book.merges[sheet] = [m.decode() for m in merges]
@@ -226,17 +230,62 @@ def _sheet_targets(zf: zipfile.ZipFile, workbook: bytes, members: set[str]) -> d
 
 
 def _check_extent(sheet: str, xml: bytes, limits: Limits) -> None:
-    """Refuse a sheet whose cells reach far beyond any template (a dense allocation can abort the reader)."""
-    wide = _WIDE_CELL.findall(xml)
-    max_row = max((int(r) for r in _ROW_ATTR.findall(xml)), default=0)
-    max_row = max([max_row, *(int(r) for _c, r in wide)])
-    max_col = max((_col_index(c.decode()) for c in {c for c, _r in wide}), default=0)
-    if max_row > limits.max_rows or max_col > limits.max_cols:
-        raise Rejected("too-large", f"trang '{sheet}' trải tới dòng {format_int(max_row)}, cột {col_letter(max(max_col - 1, 0))}"
-                                    f" — vượt giới hạn {format_int(limits.max_rows)} dòng × {limits.max_cols} cột")
-    count = xml.count(b"<c ")
+    """Refuse a sheet whose cells reach far beyond any template, before python-calamine reads it.
+
+    calamine allocates the whole rectangle from A1 to the farthest cell, and aborts the process when
+    that fails (reliability.md §1.3). Cells written the usual way (``<c r="B5"``) are checked by one
+    cheap scan; any other form — another attribute before ``r``, single quotes, lower-case or long
+    column letters, a namespace prefix, cells without ``r`` — is measured by parsing the sheet the way
+    calamine places cells (several such forms once slipped past a scan of the usual one; atheris
+    found the first, a column of 120 letters)."""
+    count = len(_CELL_START.findall(xml))
     if count > limits.max_cells:
         raise Rejected("too-large", f"trang '{sheet}' có {format_int(count)} ô, vượt giới hạn {format_int(limits.max_cells)}")
+    canonical = _CANONICAL_CELL.findall(xml)
+    if len(canonical) == count:
+        max_row = max((int(r) for r in {r for _c, r in canonical}), default=0)
+        max_col = max((_col_index(c.decode()) for c in {c for c, _r in canonical}), default=0)
+    else:
+        max_row, max_col = _extent_by_parsing(xml)
+    if max_row > limits.max_rows or max_col > limits.max_cols:
+        column = col_letter(max_col - 1) if 0 < max_col <= 16_384 else "ngoài cột cuối của Excel (XFD)"
+        raise Rejected("too-large", f"trang '{sheet}' trải tới dòng {format_int(max_row)}, cột {column}"
+                                    f" — vượt giới hạn {format_int(limits.max_rows)} dòng × {limits.max_cols} cột")
+
+
+def _extent_by_parsing(xml: bytes) -> tuple[int, int]:
+    """The farthest row and column (1-based) python-calamine would give a well-formed sheet's cells.
+
+    As calamine does: a cell's ``r`` (letters in either case, then digits) places it; a cell without
+    one follows the previous cell of its row; a row without ``r`` follows the previous row. A value
+    calamine would refuse (anything else in ``r``) still counts with its letters and digits, so the
+    bound errs on the side of refusing."""
+    row = col = max_row = max_col = 0
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal row, col, max_row, max_col
+        local = name.rpartition(":")[2]
+        if local == "row":
+            digits = "".join(ch for ch in attrs.get("r", "") if ch.isascii() and ch.isdigit())
+            row = int(digits) if digits else row + 1
+            col = 0
+        elif local == "c":
+            ref = attrs.get("r")
+            if ref is None:
+                col += 1
+                max_row = max(max_row, row)
+            else:
+                m = _CELL_REF_TEXT.fullmatch(ref)
+                letters = m.group(1) if m else "".join(ch for ch in ref if ch.isascii() and ch.isalpha())
+                digits = m.group(2) if m else "".join(ch for ch in ref if ch.isascii() and ch.isdigit())
+                col = _col_index(letters.upper())
+                max_row = max(max_row, int(digits) if digits else row)
+            max_col = max(max_col, col)
+
+    parser = xml_expat.ParserCreate()
+    parser.StartElementHandler = start
+    parser.Parse(xml, True)  # already checked by _well_formed
+    return max_row, max_col
 
 
 def _col_index(letters: str) -> int:

@@ -158,6 +158,37 @@ def huge_extent(data: bytes) -> bytes:
         b"</sheetData>", b'<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>'))
 
 
+# Far cells written in forms other than Excel's own ``<c r="XFD1048576">``: python-calamine honours each of
+# them (and aborts allocating the rectangle), so the extent check must see them all.
+FAR_CELL_FORMS = {
+    "single-quotes": b"<row r='1048576'><c r='XFD1048576'><v>1</v></c></row>",
+    "r-not-first": b'<row r="1048576"><c s="0" r="XFD1048576"><v>1</v></c></row>',
+    "lower-case": b'<row r="40"><c r="xfd1048576"><v>1</v></c></row>',
+    "long-column": b'<row r="40"><c r="' + b"B" + b"W" * 120 + b'40"><v>1</v></c></row>',  # found by atheris
+    "far-row-in-a-near-row": b'<row r="40"><c r="A900000000"><v>1</v></c></row>',
+    "tab-before-r": b'<row r="40"><c\tr="A900000000"><v>1</v></c></row>',
+    "prefixed-element": b'<row r="40"><q:c xmlns:q="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+                        b'r="A900000000"><v>1</v></q:c></row>',
+    "far-row-cell-without-r": b'<row r="900000000"><c><v>1</v></c></row>',
+    "wide-row-of-cells-without-r": b'<row r="40">' + b"<c><v>2</v></c>" * 20_000 + b"</row>",
+}
+
+
+def far_cell(form: str) -> Callable[[bytes], bytes]:
+    def build(data: bytes) -> bytes:
+        sheet = sheet_name_of(data, "TiepDan")
+        return edit(data, sheet, lambda x: x.replace(b"</sheetData>", FAR_CELL_FORMS[form] + b"</sheetData>"))
+    return build
+
+
+def cells_written_otherwise(data: bytes) -> bytes:
+    """Every cell of every sheet with its reference in single quotes and a space more: valid, unusual, same values."""
+    parts = members(data)
+    for name in [n for n in parts if n.startswith("xl/worksheets/sheet")]:
+        parts[name] = re.sub(rb'<c r="([A-Z]+[0-9]+)"', rb"<c  r='\1'", parts[name])
+    return rezip(parts)
+
+
 def declared_dimension_only(data: bytes) -> bytes:
     sheet = sheet_name_of(data, "TiepDan")
     return edit(data, sheet, lambda x: re.sub(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1:XFD1048576"/>', x))

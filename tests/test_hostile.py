@@ -88,6 +88,7 @@ REJECTED = [
     ("quadratic.xlsx", hostile.quadratic, "unsafe-xml", "DTD"),
     ("xa-xoi.xlsx", hostile.huge_extent, "too-large", "trải tới dòng 1.048.576"),
     ("trieu-dong.xlsx", hostile.million_rows, "too-large", "vượt giới hạn"),
+    *((f"xa-xoi-{form}.xlsx", hostile.far_cell(form), "too-large", "vượt giới hạn") for form in hostile.FAR_CELL_FORMS),
     ("xml-hong.xlsx", hostile.malformed_xml, "damaged-file", "cấu trúc XML bị hỏng"),
     ("bang-ma.xlsx", hostile.unknown_encoding, "damaged-file", "bảng mã không hợp lệ"),
     ("thieu.xlsx", hostile.without_workbook_part, "damaged-file", "thiếu thành phần"),
@@ -121,6 +122,22 @@ def test_the_secret_of_an_xxe_file_appears_nowhere(ws, base, tmp_path):
 def test_a_declared_huge_dimension_with_small_data_is_accepted(ws, base):
     result, _ = collect_one(ws, "dim.xlsx", hostile.declared_dimension_only(base[1]))
     assert result.outcomes[0].outcome == "accepted"
+
+
+def test_cells_written_in_an_unusual_but_valid_form_read_the_same(ws, base, form):
+    """The extent check measures such sheets by parsing them: it must not refuse a file with a normal extent."""
+    from danvan_xl.gate import sniff
+    from danvan_xl.workbook_reader import read_workbook
+
+    def read(data):
+        result = read_workbook(data, sniff(data, ws.limits), form, 2020, ws.limits, "x.xlsx")
+        assert result.ok, result.message
+        return result.data
+
+    unusual = hostile.cells_written_otherwise(base[1])
+    sheets = [x for n, x in hostile.members(unusual).items() if n.startswith("xl/worksheets/sheet")]
+    assert all(b'<c r="' not in x for x in sheets) and sum(x.count(b"<c  r='") for x in sheets) > 500
+    assert read(unusual) == read(base[1])
 
 
 def test_a_blank_workbook_is_not_a_template(ws, tmp_path):
