@@ -44,9 +44,10 @@ _CUSTOM_ODS = re.compile(rb'<meta:user-defined[^>]*meta:name="([^"]+)"[^>]*>([^<
 _CELL_XML = re.compile(rb'<c r="([A-Z]{1,3})([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)', re.DOTALL)
 # What Excel, LibreOffice, WPS and xlsxwriter write for every cell; python-calamine places a cell by its "r".
 _CANONICAL_CELL = re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,7})"')
-# Every start of an element named c, with any namespace prefix: a superset of the cells python-calamine reads
-# (it matches the local name), so as many canonical cells as these starts means every cell is canonical.
-_CELL_START = re.compile(rb"""<(?:[^\s<>/="']*:)?c[\s/>]""")
+# The start of an element named c (python-calamine matches the local name) in any other form: with a namespace
+# prefix, or without ``r="B5"`` right after the name. None in a sheet means every cell is canonical.
+_OTHER_CELL = re.compile(rb"""<(?:[^\s<>/="']*:c[\s/>]|c(?! r="[A-Z]{1,3}[0-9]{1,7}")[\s/>])""")
+_CELL_START = re.compile(rb"""<(?:[^\s<>/="']*:)?c[\s/>]""")  # every start of an element named c
 _CELL_REF_TEXT = re.compile(r"([A-Za-z]*)([0-9]*)")
 _SHEET_REL = re.compile(rb'<sheet [^>]*?name="([^"]+)"[^>]*?r:id="([^"]+)"')
 _REL = re.compile(rb'<Relationship [^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"'
@@ -238,15 +239,16 @@ def _check_extent(sheet: str, xml: bytes, limits: Limits) -> None:
     column letters, a namespace prefix, cells without ``r`` — is measured by parsing the sheet the way
     calamine places cells (several such forms once slipped past a scan of the usual one; atheris
     found the first, a column of 120 letters)."""
-    count = len(_CELL_START.findall(xml))
-    if count > limits.max_cells:
-        raise Rejected("too-large", f"trang '{sheet}' có {format_int(count)} ô, vượt giới hạn {format_int(limits.max_cells)}")
-    canonical = _CANONICAL_CELL.findall(xml)
-    if len(canonical) == count:
-        max_row = max((int(r) for r in {r for _c, r in canonical}), default=0)
+    if _OTHER_CELL.search(xml) is None:
+        canonical = _CANONICAL_CELL.findall(xml)
+        count = len(canonical)
+        max_row = max(map(int, {r for _c, r in canonical}), default=0)
         max_col = max((_col_index(c.decode()) for c in {c for c, _r in canonical}), default=0)
     else:
-        max_row, max_col = _extent_by_parsing(xml)
+        count = len(_CELL_START.findall(xml))
+        max_row, max_col = _extent_by_parsing(xml) if count <= limits.max_cells else (0, 0)
+    if count > limits.max_cells:
+        raise Rejected("too-large", f"trang '{sheet}' có {format_int(count)} ô, vượt giới hạn {format_int(limits.max_cells)}")
     if max_row > limits.max_rows or max_col > limits.max_cols:
         column = col_letter(max_col - 1) if 0 < max_col <= 16_384 else "ngoài cột cuối của Excel (XFD)"
         raise Rejected("too-large", f"trang '{sheet}' trải tới dòng {format_int(max_row)}, cột {column}"

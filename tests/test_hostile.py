@@ -140,6 +140,25 @@ def test_cells_written_in_an_unusual_but_valid_form_read_the_same(ws, base, form
     assert read(unusual) == read(base[1])
 
 
+def test_the_parsed_extent_agrees_with_the_quick_scan_on_real_sheets(base):
+    """Both ways of finding a sheet's extent give the same farthest cell on Excel-style and LibreOffice sheets."""
+    from danvan_xl.resources import sample_dir
+    from danvan_xl.workbook_reader import _CANONICAL_CELL, _OTHER_CELL, _col_index, _extent_by_parsing
+
+    books = [base[1], *(p.read_bytes() for p in sorted((sample_dir() / "returns").glob("*.xlsx")))]
+    checked = 0
+    for data in books:
+        for name, xml in hostile.members(data).items():
+            if not name.startswith("xl/worksheets/sheet"):
+                continue
+            assert _OTHER_CELL.search(xml) is None, name
+            cells = _CANONICAL_CELL.findall(xml)
+            quick = (max((int(r) for _c, r in cells), default=0), max((_col_index(c.decode()) for c, _r in cells), default=0))
+            assert _extent_by_parsing(xml) == quick, name
+            checked += 1
+    assert checked >= 30
+
+
 def test_a_blank_workbook_is_not_a_template(ws, tmp_path):
     path = tmp_path / "trang.xlsx"
     wb = openpyxl.Workbook()
