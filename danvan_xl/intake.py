@@ -220,7 +220,7 @@ def _mbox(path: Path, limits: Limits) -> Iterator[Item]:
     box = mailbox.mbox(path, factory=lambda f: parse_message(f.read()), create=False)
     try:
         for key in sorted(box.keys()):
-            yield from _boxed(box[key], Origin("mbox", str(path)), limits, key)
+            yield from parsed_message_items(box[key], Origin("mbox", str(path)), limits, f"thư số {key}")
     finally:
         box.close()
 
@@ -228,18 +228,7 @@ def _mbox(path: Path, limits: Limits) -> Iterator[Item]:
 def _maildir(path: Path, limits: Limits) -> Iterator[Item]:
     box = mailbox.Maildir(path, factory=lambda f: parse_message(f.read()), create=False)
     for key in sorted(box.keys()):
-        yield from _boxed(box[key], Origin("maildir", str(path)), limits, key)
-
-
-def _boxed(msg: Message | None, origin: Origin, limits: Limits, key: object) -> Iterator[Item]:
-    if msg is None:
-        yield _unreadable(f"thư số {key}", origin)
-    else:
-        yield from _message(msg, origin, limits)
-
-
-def _unreadable(name: str, origin: Origin) -> Item:
-    return Item(name, None, origin, _now(), problem="thư bị hỏng, chương trình không đọc được; cần người xem")
+        yield from parsed_message_items(box[key], Origin("maildir", str(path)), limits, f"thư số {key}")
 
 
 def parse_message(raw: bytes) -> Message | None:
@@ -252,10 +241,16 @@ def parse_message(raw: bytes) -> Message | None:
 
 
 def message_items(raw: bytes, origin: Origin, limits: Limits) -> Iterator[Item]:
-    """Items of one raw RFC 822 message (also used by fetch-mail)."""
-    msg = parse_message(raw)
+    """Items of one raw RFC 822 message."""
+    yield from parsed_message_items(parse_message(raw), origin, limits)
+
+
+def parsed_message_items(msg: Message | None, origin: Origin, limits: Limits, label: str = "") -> Iterator[Item]:
+    """Items of a message from ``parse_message`` (also used by fetch-mail, which reads its headers
+    too); one item for a human, named ``label`` or after the origin, when the parser failed on it."""
     if msg is None:
-        yield _unreadable(Path(origin.path).name or "thư", origin)
+        yield Item(label or Path(origin.path).name or "thư", None, origin, _now(),
+                   problem="thư bị hỏng, chương trình không đọc được; cần người xem")
         return
     yield from _message(msg, origin, limits)
 
@@ -376,4 +371,4 @@ def _now() -> dt.datetime:
 
 
 __all__ = ["Item", "Origin", "attachment_name", "expand", "header_text", "member_name", "message_date", "message_items",
-           "parse_message"]
+           "parse_message", "parsed_message_items"]

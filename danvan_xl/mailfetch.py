@@ -30,7 +30,7 @@ from typing import Any
 from .collect import CollectResult, ingest
 from .errors import ConfigError, MailError
 from .gate import MB, OLE_MAGIC
-from .intake import WORKBOOK_EXTS, Item, Origin, header_text, message_date, message_items, parse_message
+from .intake import WORKBOOK_EXTS, Item, Origin, header_text, message_date, parse_message, parsed_message_items
 from .ledger import Ledger, WorkspaceLock
 from .mailer import _connect_message, _tls_message, is_loopback, tls_context
 from .textnorm import clean_text
@@ -197,7 +197,7 @@ def _classify(ws: Workspace, register: Register, report: FetchReport, uid: int, 
               ours: set[str], items: list[Item]) -> str:
     """Append the message's collectable items to ``items``; record the rest in the report."""
     msg = parse_message(raw)
-    found = list(message_items(raw, origin, ws.limits))
+    found = list(parsed_message_items(msg, origin, ws.limits))
     first = found[0].origin if found else origin
     sender_unit = register.by_email(first.sender) if first.sender else None
     collectable = [i for i in found if i.origin.member and (i.problem or _spreadsheet(i))]
