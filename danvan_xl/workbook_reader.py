@@ -16,6 +16,7 @@ import io
 import re
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers import expat as xml_expat
@@ -48,7 +49,6 @@ _CANONICAL_CELL = re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,7})"')
 # prefix, or without ``r="B5"`` right after the name. None in a sheet means every cell is canonical.
 _OTHER_CELL = re.compile(rb"""<(?:[^\s<>/="']*:c[\s/>]|c(?! r="[A-Z]{1,3}[0-9]{1,7}")[\s/>])""")
 _CELL_START = re.compile(rb"""<(?:[^\s<>/="']*:)?c[\s/>]""")  # every start of an element named c
-_CELL_REF_TEXT = re.compile(r"([A-Za-z]*)([0-9]*)")
 _SHEET_REL = re.compile(rb'<sheet [^>]*?name="([^"]+)"[^>]*?r:id="([^"]+)"')
 _REL = re.compile(rb'<Relationship [^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"'
                   rb'|<Relationship [^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"')
@@ -259,16 +259,16 @@ def _extent_by_parsing(xml: bytes) -> tuple[int, int]:
     """The farthest row and column (1-based) python-calamine would give a well-formed sheet's cells.
 
     As calamine does: a cell's ``r`` (letters in either case, then digits) places it; a cell without
-    one follows the previous cell of its row; a row without ``r`` follows the previous row. A value
-    calamine would refuse (anything else in ``r``) still counts with its letters and digits, so the
-    bound errs on the side of refusing."""
+    one follows the previous cell of its row; a row without ``r`` follows the previous row. Only the
+    ASCII letters and digits of ``r`` are read, so a value calamine would refuse (anything else in
+    it) still counts with them, and the bound errs on the side of refusing."""
     row = col = max_row = max_col = 0
 
     def start(name: str, attrs: dict[str, str]) -> None:
         nonlocal row, col, max_row, max_col
         local = name.rpartition(":")[2]
         if local == "row":
-            digits = "".join(ch for ch in attrs.get("r", "") if ch.isascii() and ch.isdigit())
+            digits = _ascii(attrs.get("r", ""), str.isdigit)
             row = int(digits) if digits else row + 1
             col = 0
         elif local == "c":
@@ -277,10 +277,8 @@ def _extent_by_parsing(xml: bytes) -> tuple[int, int]:
                 col += 1
                 max_row = max(max_row, row)
             else:
-                m = _CELL_REF_TEXT.fullmatch(ref)
-                letters = m.group(1) if m else "".join(ch for ch in ref if ch.isascii() and ch.isalpha())
-                digits = m.group(2) if m else "".join(ch for ch in ref if ch.isascii() and ch.isdigit())
-                col = _col_index(letters.upper())
+                digits = _ascii(ref, str.isdigit)
+                col = _col_index(_ascii(ref, str.isalpha).upper())
                 max_row = max(max_row, int(digits) if digits else row)
             max_col = max(max_col, col)
 
@@ -288,6 +286,11 @@ def _extent_by_parsing(xml: bytes) -> tuple[int, int]:
     parser.StartElementHandler = start
     parser.Parse(xml, True)  # already checked by _well_formed
     return max_row, max_col
+
+
+def _ascii(text: str, kind: Callable[[str], bool]) -> str:
+    """The ASCII letters (``str.isalpha``) or digits (``str.isdigit``) of ``text``, in order."""
+    return "".join(ch for ch in text if ch.isascii() and kind(ch))
 
 
 def _col_index(letters: str) -> int:
@@ -356,10 +359,10 @@ def _xls_names(book: Book, data: bytes) -> None:
                 res = nobj.result
                 if not res or res.kind != oREF or len(res.value) != 1:
                     continue  # names that are formulas rather than areas
-                sheet, _, row, _, col, _ = res.value[0].coords
+                sheet, sheet_end, row, _, col, _ = res.value[0].coords
             except Exception:  # a damaged name record
                 continue
-            if 0 <= sheet < len(sheets) and row >= 0 and col >= 0 and res.value[0].shtxhi == sheet + 1:
+            if 0 <= sheet < len(sheets) and sheet_end == sheet + 1 and row >= 0 and col >= 0:
                 book.names[nobj.name] = (sheets[sheet], f"{col_letter(col)}{row + 1}")
     finally:
         wb.release_resources()
